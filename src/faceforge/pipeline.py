@@ -1,0 +1,142 @@
+"""FacePipeline: detect → five landmarks → align → embed, for files or arrays.
+
+Both stages are injected (objects or registry names), so any detector works with any
+embedder; batch work returns a skip record for every file it could not use instead of
+stopping.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from faceforge.core.errors import FaceForgeError, NoFaceError
+from faceforge.io.images import load_image
+from faceforge.models.embedders import Embedder, create_embedder
+from faceforge.vision.align import landmarks_plausible
+from faceforge.vision.detectors import Detector, create_detector
+from faceforge.vision.detectors.base import central_face
+from faceforge.vision.face import Face
+
+Select = Literal["all", "largest", "central"]
+
+
+@dataclass
+class FaceRecord:
+    """One embedded face of one file."""
+
+    path: str
+    face_index: int
+    face: Face
+    embedding: np.ndarray
+
+
+@dataclass
+class Skip:
+    """A file (or face) that was not used, and why."""
+
+    path: str
+    reason: str
+    kind: str = "error"  # error | no_face | implausible_landmarks
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "reason": self.reason}
+
+
+@dataclass
+class FacePipeline:
+    detector: Detector | str = "yunet"
+    embedder: Embedder | str = "sface"
+    device: str = "auto"
+    flip: bool = False
+    batch_size: int = 32
+    check_landmarks: bool = True
+    detector_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.detector, str):
+            kw = dict(self.detector_kwargs)
+            if self.detector == "mtcnn":
+                kw.setdefault("device", self.device)
+            self.detector = create_detector(self.detector, **kw)
+        if isinstance(self.embedder, str):
+            kw = {"flip": self.flip, "batch_size": self.batch_size}
+            if self.embedder != "sface":
+                kw["device"] = self.device
+            self.embedder = create_embedder(self.embedder, **kw)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detector.detect(image)
+
+    def select(self, faces: list[Face], image_shape: tuple[int, ...], select: Select) -> list[Face]:
+        if not faces:
+            return []
+        if select == "largest":
+            return [max(faces, key=lambda f: f.area)]
+        if select == "central":
+            return [central_face(faces, image_shape)]
+        return faces
+
+    def embed_faces(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        """Embeddings (N×D) of given faces of one image."""
+        crops = np.stack([self.embedder.align(image, f) for f in faces]) if faces else \
+            np.zeros((0, self.embedder.spec.size, self.embedder.spec.size, 3), np.uint8)
+        return self.embedder.embed_crops(crops)
+
+    def embed_image(self, image: np.ndarray, select: Select = "all") -> tuple[list[Face], np.ndarray]:
+        """Detect, keep the selected faces with plausible landmarks, embed them.
+        Raises NoFaceError when nothing usable is found."""
+        faces = self.select(self.detect(image), image.shape, select)
+        if self.check_landmarks:
+            faces = [f for f in faces if landmarks_plausible(f.landmarks)]
+        if not faces:
+            raise NoFaceError("no face found")
+        return faces, self.embed_faces(image, faces)
+
+    def embed_file(self, path: str | Path, select: Select = "all") -> tuple[list[Face], np.ndarray]:
+        try:
+            return self.embed_image(load_image(path), select)
+        except NoFaceError:
+            raise NoFaceError("no face found", path) from None
+
+    def process_files(self, paths: Iterable[str | Path], select: Select = "all") -> Iterator[FaceRecord | Skip]:
+        """Yield a FaceRecord per embedded face, or one Skip per unusable file.
+
+        Crops of several files are embedded together (batch_size crops at a time).
+        """
+        pending: list[tuple[str, int, Face, np.ndarray]] = []
+
+        def flush() -> Iterator[FaceRecord]:
+            if not pending:
+                return
+            embs = self.embedder.embed_crops(np.stack([p[3] for p in pending]))
+            for (path, k, face, _), e in zip(pending, embs):
+                yield FaceRecord(path=path, face_index=k, face=face, embedding=e)
+            pending.clear()
+
+        for path in paths:
+            path = str(path)
+            try:
+                image = load_image(path)
+                faces = self.select(self.detect(image), image.shape, select)
+            except FaceForgeError as exc:
+                yield Skip(path, exc.reason, "error")
+                continue
+            if not faces:
+                yield Skip(path, "no face found", "no_face")
+                continue
+            good = [f for f in faces if landmarks_plausible(f.landmarks)] if self.check_landmarks else faces
+            if not good:
+                yield Skip(path, "landmarks failed the plausibility check", "implausible_landmarks")
+                continue
+            for k, f in enumerate(good):
+                pending.append((path, k, f, self.embedder.align(image, f)))
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        yield from flush()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
