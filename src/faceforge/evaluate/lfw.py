@@ -64,14 +64,14 @@ def read_pairs(path: str | Path) -> LfwPairs:
     return LfwPairs(left, right, np.array(same), np.array(fold))
 
 
-def embed_lfw_images(root: Path, names: list[str], pipeline: FacePipeline,
-                     show_progress: bool = True) -> tuple[np.ndarray, list[str]]:
-    """Embed each image's central face; returns N×D embeddings and the images with no face
-    (aligned with the median landmarks of the others)."""
+def detect_lfw_faces(root: Path, names: list[str], detector, show_progress: bool = True
+                     ) -> tuple[dict[str, np.ndarray], dict[str, Face], list[str]]:
+    """Load each image and pick its central face; images with no (plausible) detection get
+    the median landmarks of the others. Returns images, faces and the names without one."""
     images, faces = {}, {}
     for name in progress(names, "detect", enabled=show_progress):
         img = load_image(root / "images" / name)
-        face = central_face(pipeline.detect(img), img.shape)
+        face = central_face(detector.detect(img), img.shape)
         if face is not None and not landmarks_plausible(face.landmarks):
             face = None
         images[name], faces[name] = img, face
@@ -83,56 +83,63 @@ def embed_lfw_images(root: Path, names: list[str], pipeline: FacePipeline,
     for n in missing:
         h, w = images[n].shape[:2]
         faces[n] = Face(box=np.array([0, 0, w, h], np.float32), score=0.0, landmarks=median, detector="fallback")
-    emb, bs = pipeline.embedder, pipeline.batch_size
-    out = [emb.embed_crops(np.stack([emb.align(images[n], faces[n]) for n in names[i:i + bs]]))
-           for i in progress(range(0, len(names), bs), "embed", enabled=show_progress)]
-    return np.concatenate(out), missing
+    return images, faces, missing
+
+
+def aligned_crops(embedder, images: dict[str, np.ndarray], faces: dict[str, Face], names: list[str]) -> np.ndarray:
+    return np.stack([embedder.align(images[n], faces[n]) for n in names])
+
+
+def lfw_metrics(pairs: LfwPairs, embeddings: dict[str, np.ndarray], fprs=(1e-3, 1e-2, 1e-1)) -> dict:
+    """Score every pair (cosine of unit vectors) and compute the protocol's numbers."""
+    scores = np.einsum("ij,ij->i", np.stack([embeddings[n] for n in pairs.left]),
+                       np.stack([embeddings[n] for n in pairs.right]))
+    kf = kfold_accuracy(scores, pairs.same, pairs.fold)
+    thr, acc_all = best_threshold(scores, pairs.same)
+    curve = roc(scores, pairs.same)
+    res = {"pairs": int(len(scores)), "folds": int(len(np.unique(pairs.fold))), **kf,
+           "best_threshold_all_pairs": thr, "accuracy_at_best_threshold_all_pairs": acc_all,
+           "auc": auc(curve), "tpr_at_fpr": tpr_at_fpr(scores, pairs.same, fprs)}
+    res["_raw"] = {"scores": scores, "labels": pairs.same, "roc": curve}
+    return res
+
+
+def subset_pairs(pairs: LfwPairs, folds: int | None) -> LfwPairs:
+    if folds is None:
+        return pairs
+    k = pairs.fold < folds
+    return LfwPairs([l for l, m in zip(pairs.left, k) if m], [r for r, m in zip(pairs.right, k) if m],
+                    pairs.same[k], pairs.fold[k])
 
 
 def evaluate_lfw(root: str | Path, pipeline: FacePipeline, folds: int | None = None,
-                 fprs=(1e-3, 1e-2, 1e-1), show_progress: bool = True,
-                 embeddings: dict[str, np.ndarray] | None = None) -> dict:
-    """Run the protocol; returns a JSON-ready dict (and 'scores'/'labels' arrays under '_raw')."""
+                 fprs=(1e-3, 1e-2, 1e-1), show_progress: bool = True) -> dict:
+    """Run the protocol with one pipeline; returns a JSON-ready dict (arrays under '_raw')."""
     root = Path(root)
-    pairs = read_pairs(root / "pairs.txt")
-    keep = np.ones(len(pairs.same), bool) if folds is None else pairs.fold < folds
-    left = [l for l, k in zip(pairs.left, keep) if k]
-    right = [r for r, k in zip(pairs.right, keep) if k]
-    same, fold = pairs.same[keep], pairs.fold[keep]
-    names = sorted(set(left) | set(right))
+    pairs = subset_pairs(read_pairs(root / "pairs.txt"), folds)
+    names = sorted(set(pairs.left) | set(pairs.right))
     t0 = time.perf_counter()
-    missing: list[str] = []
-    if embeddings is None:
-        emb, missing = embed_lfw_images(root, names, pipeline, show_progress)
-        embeddings = dict(zip(names, emb))
+    images, faces, missing = detect_lfw_faces(root, names, pipeline.detector, show_progress)
+    emb, bs = pipeline.embedder, pipeline.batch_size
+    vecs = np.concatenate([emb.embed_crops(aligned_crops(emb, images, faces, names[i:i + bs]))
+                           for i in progress(range(0, len(names), bs), "embed", enabled=show_progress)])
     elapsed = time.perf_counter() - t0
-    scores = np.einsum("ij,ij->i", np.stack([embeddings[n] for n in left]),
-                       np.stack([embeddings[n] for n in right]))
-    kf = kfold_accuracy(scores, same, fold)
-    thr, acc_all = best_threshold(scores, same)
-    curve = roc(scores, same)
     result = {
         "protocol": "LFW pairs.txt, 10-fold (threshold chosen on 9 folds, tested on the 10th)",
-        "detector": pipeline.detector.name,
-        "model": pipeline.embedder.name,
-        "flip": pipeline.embedder.flip,
-        "pairs": int(len(scores)),
-        "folds": int(len(np.unique(fold))),
+        "detector": pipeline.detector.name, "model": pipeline.embedder.name, "flip": pipeline.embedder.flip,
         "images": len(names),
-        **kf,
-        "best_threshold_all_pairs": thr,
-        "accuracy_at_best_threshold_all_pairs": acc_all,
-        "auc": auc(curve),
-        "tpr_at_fpr": tpr_at_fpr(scores, same, fprs),
-        "no_face_found": len(missing),
-        "no_face_policy": "aligned with the median landmarks of the detected LFW faces (kept in the protocol)",
-        "no_face_images": missing,
-        "seconds": round(elapsed, 1),
-        "ms_per_image": round(1000 * elapsed / max(len(names), 1), 2),
+        **lfw_metrics(pairs, dict(zip(names, vecs)), fprs),
+        "no_face_found": len(missing), "no_face_policy": NO_FACE_POLICY, "no_face_images": missing,
+        "seconds": round(elapsed, 1), "ms_per_image": round(1000 * elapsed / max(len(names), 1), 2),
     }
     fixed = getattr(pipeline.embedder, "threshold", None)
     if fixed is not None:
+        sc, same = result["_raw"]["scores"], result["_raw"]["labels"]
         result["fixed_threshold"] = fixed
-        result["accuracy_at_fixed_threshold"] = float(((scores >= fixed) == same).mean())
-    result["_raw"] = {"scores": scores, "labels": same, "roc": curve, "embeddings": embeddings}
+        result["accuracy_at_fixed_threshold"] = float(((sc >= fixed) == same).mean())
+    result["_raw"] = result.pop("_raw")  # keep it last
     return result
+
+
+NO_FACE_POLICY = ("kept in the protocol: aligned with the median landmarks of the LFW images "
+                  "where a face was detected (LFW images are centred on the face)")

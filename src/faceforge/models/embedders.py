@@ -64,6 +64,7 @@ class Embedder:
     name = "base"
     dim = 0
     spec = InputSpec("arcface", 112)
+    threshold = 0.5  # same-person cosine threshold for verify decisions
 
     def __init__(self, flip: bool = False, batch_size: int = 64) -> None:
         self.flip = bool(flip)
@@ -153,6 +154,7 @@ class DlibR29Embedder(Embedder):
 
     name, dim = "dlib-r29", 128
     spec = InputSpec("dlib-chip", 150, color="RGB", mean=INPUT_MEAN_RGB, std=256.0)
+    threshold = 0.905  # cosine; mean of the LFW 10-fold thresholds (bench/results/lfw.json)
 
     def __init__(self, device: str = "auto", unfold_bn: bool = True, **kw) -> None:
         super().__init__(**kw)

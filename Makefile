@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo`, then `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.faceforge-installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch is pinned to 2.13.0 (a CPU build is served where one is available); the MTCNN
+# weights are extracted from the facenet-pytorch wheel into src/faceforge/_data/mtcnn/.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,test]'
+	$(VENV)/bin/faceforge install-weights
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/faceforge demo --output demo-output
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/pipeline.py
+	$(PY) bench/lfw.py --dlib-detector
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache
