@@ -129,6 +129,8 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
           detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
           batch_size: int = BatchOpt, flip: bool = typer.Option(False, "--flip"),
           select: str = typer.Option("all", "--select", help="all | largest | central"),
+          checkpoint_every: int = typer.Option(256, "--checkpoint-every", min=1,
+                                               help="faces per crash-safe part file"),
           as_json: bool = JsonOpt) -> None:
     """Embed every face in a folder into Parquet. Resumable: a rerun skips done files."""
     from faceforge.core.progress import progress
@@ -138,7 +140,7 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
     try:
         files = list_images(folder)
         pipe = _pipeline(detector, model, device, batch_size, flip)
-        writer = EmbeddingWriter(output, chunk_size=max(batch_size, 64))
+        writer = EmbeddingWriter(output, chunk_size=checkpoint_every)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     todo = [f for f in files if str(f) not in writer.done]
@@ -170,7 +172,9 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
 @app.command()
 def similarity(folder: Path, output: Path = typer.Option(..., "-o", "--output", help="matrix .png"),
                detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
-               batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+               batch_size: int = BatchOpt,
+               select: str = typer.Option("all", "--select", help="all | largest | central"),
+               as_json: bool = JsonOpt) -> None:
     """Similarity matrix of all faces in a folder, sorted by name."""
     from faceforge.evaluate.plots import plot_similarity
     from faceforge.io.images import list_images
@@ -181,7 +185,7 @@ def similarity(folder: Path, output: Path = typer.Option(..., "-o", "--output", 
     except FaceForgeError as exc:
         _fail(exc, as_json)
     labels, embs, skips = [], [], []
-    for rec in pipe.process_files(files):
+    for rec in pipe.process_files(files, select=select):
         if isinstance(rec, FaceRecord):
             name = str(Path(rec.path).relative_to(folder)) if folder.is_dir() else Path(rec.path).name
             labels.append(name if rec.face_index == 0 else f"{name}#{rec.face_index}")

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.io import load_image
+from faceforge.models import create_embedder, list_embedders
+from faceforge.models.dlib_r29 import DlibResNet29
+from faceforge.vision.detectors import create_detector
+
+from ..conftest import lfw_image
+
+NAMES = [n for n in list_embedders() if not n.startswith("onnx:")]
+
+
+@pytest.fixture(scope="module")
+def faces():
+    det = create_detector("yunet")
+    out = []
+    for name, num in [("Colin_Powell", 1), ("Colin_Powell", 2), ("Angelina_Jolie", 1)]:
+        img = load_image(lfw_image(name, num))
+        out.append((img, det.detect(img)[0]))
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_embedder_contract(name, faces):
+    emb = create_embedder(name, device="cpu")
+    crops = np.stack([emb.align(img, f) for img, f in faces])
+    assert crops.shape == (3, emb.spec.size, emb.spec.size, 3)
+    e = emb.embed_crops(crops)
+    assert e.shape == (3, emb.dim) and e.dtype == np.float32
+    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    same, diff = float(e[0] @ e[1]), float(e[0] @ e[2])
+    assert same > emb.threshold > diff
+    # batching does not change results
+    assert np.allclose(np.concatenate([emb.embed_crops(crops[:1]), emb.embed_crops(crops[1:])]), e, atol=1e-5)
+    with pytest.raises(FaceForgeError, match="expects"):
+        emb.embed_crops(crops[:, :100])
+    assert emb.embed_crops(crops[:0]).shape == (0, emb.dim)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flip_test_averages_both_views(name, faces):
+    plain = create_embedder(name, device="cpu")
+    flip = create_embedder(name, device="cpu", flip=True)
+    img, f = faces[0]
+    crop = plain.align(img, f)[None]
+    a, b = plain.embed_crops(crop), plain.embed_crops(np.ascontiguousarray(crop[:, :, ::-1]))
+    expect = (a + b) / np.linalg.norm(a + b)
+    assert np.allclose(flip.embed_crops(crop), expect, atol=1e-5)
+
+
+def test_unknown_embedder():
+    with pytest.raises(FaceForgeError, match="unknown embedder"):
+        create_embedder("nope")
+
+
+class _WithNorm(nn.Module):
+    """A recogniser that normalises inside (the graph starts with Sub and Mul)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body((x - 127.5) * 0.0078125)
+
+
+def _export(module: nn.Module, path, size: int = 112):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False,
+                          input_names=["data"], output_names=["fc1"], dynamic_axes={"data": {0: "n"}})
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_onnx_embedder_detects_normalisation(tmp_path, faces, inside):
+    torch.manual_seed(0)
+    body = DlibResNet29().eval()
+    path = tmp_path / "rec.onnx"
+    _export(_WithNorm(body) if inside else body, path)
+    emb = create_embedder(f"onnx:{path}")
+    assert emb.spec.size == 112 and emb.spec.template == "arcface"
+    assert (emb.spec.mean, emb.spec.std) == ((0.0, 1.0) if inside else (127.5, 127.5))
+    crops = np.stack([emb.align(img, f) for img, f in faces])
+    got = emb.embed_crops(crops)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        ref = body((x - 127.5) * 0.0078125) if inside else body((x - 127.5) / 127.5)
+    ref = torch.nn.functional.normalize(ref).numpy()
+    assert np.abs(got - ref).max() < 1e-4
+
+
+def test_onnx_errors(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        create_embedder(f"onnx:{tmp_path / 'missing.onnx'}")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="bad.onnx"):
+        create_embedder(f"onnx:{bad}")
