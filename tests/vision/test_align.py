@@ -72,6 +72,10 @@ def test_plausibility_check():
     nan = good.copy()
     nan[0, 0] = np.nan
     assert not landmarks_plausible(nan)
+    turned = good.copy()
+    turned[2, 0] = good[0, 0] - 3  # nose tip beyond the left eye: a face turned ~40°
+    assert landmarks_plausible(turned) and not landmarks_plausible(turned, frontal=True)
+    assert landmarks_plausible(good, frontal=True)
 
 
 def test_68_to_5():

@@ -96,17 +96,24 @@ def dlib_chip(image: np.ndarray, landmarks: np.ndarray, size: int = 150,
     return warp(image, matrix, size)
 
 
-def landmarks_plausible(landmarks: np.ndarray) -> bool:
-    """Reject geometrically impossible landmark sets before warping (left/right swaps,
-    mouth above eyes): left-eye x < nose x < right-eye x, left-mouth x < right-mouth x,
-    mean eye y < nose y < mean mouth y."""
+def landmarks_plausible(landmarks: np.ndarray, frontal: bool = False) -> bool:
+    """Reject landmark sets that cannot belong to an upright face: eyes or mouth corners
+    swapped, or the vertical order eyes < nose < mouth broken.
+
+    frontal=True adds the rule left-eye x < nose x < right-eye x (the reference's check for
+    building aligned training sets). It also rejects real faces turned by more than ~30°,
+    whose nose tip projects outside the eyes, so it is not used for recognition.
+    """
     p = np.asarray(landmarks, dtype=np.float64)
     if p.shape != (5, 2) or not np.isfinite(p).all():
         return False
     le, re, nose, lm, rm = p
     eye_y = (le[1] + re[1]) / 2
     mouth_y = (lm[1] + rm[1]) / 2
-    return bool(le[0] < nose[0] < re[0] and lm[0] < rm[0] and eye_y < nose[1] < mouth_y)
+    ok = le[0] < re[0] and lm[0] < rm[0] and eye_y < nose[1] < mouth_y
+    if frontal:
+        ok = ok and le[0] < nose[0] < re[0]
+    return bool(ok)
 
 
 def landmarks_68_to_5(points: np.ndarray) -> np.ndarray:
