@@ -23,7 +23,7 @@ def test_two_fold_lfw_accuracy(lfw_root):
         emb = create_embedder(model, device="cpu")
         vecs = np.concatenate([emb.embed_crops(aligned_crops(emb, images, faces, names[i:i + 64]))
                                for i in range(0, len(names), 64)])
-        res = lfw_metrics(pairs, dict(zip(names, vecs)))
+        res = lfw_metrics(pairs, dict(zip(names, vecs)), fprs=(1e-2, 1e-1))  # 600 negatives per run
         assert res["accuracy_mean"] >= floor, (model, res["accuracy_mean"])
         scores, same = res["_raw"]["scores"], res["_raw"]["labels"]
         assert ((scores >= emb.threshold) == same).mean() >= floor - 0.01, model
