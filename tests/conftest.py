@@ -13,6 +13,7 @@ from faceforge.core.data import lfw_dir, shared_data_dir
 
 LFW = lfw_dir()
 DATA = shared_data_dir()
+FIXTURES = DATA.parent / "fixtures"  # reference outputs and key lists (shared/fixtures)
 
 
 def need(path: Path) -> Path:
