@@ -1,6 +1,7 @@
 """Image decoding with EXIF orientation and every colour mode turned into RGB uint8."""
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -23,24 +24,33 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageReadError("file not found", path)
     if path.is_dir():
         raise ImageReadError("is a directory, not an image", path)
-    if path.stat().st_size == 0:
-        raise ImageReadError("file is empty", path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read: {exc}", path) from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, source: str | Path) -> np.ndarray:
+    """Decode encoded image bytes (as load_image); `source` names them in errors."""
+    if not data:
+        raise ImageReadError("file is empty", source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 im.load()  # decode now so truncation surfaces here
                 im = ImageOps.exif_transpose(im)
                 return _to_rgb(im)
     except UnidentifiedImageError:
-        raise ImageReadError("not an image file (unknown format)", path) from None
+        raise ImageReadError("not an image file (unknown format)", source) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"image too large: {exc}", path) from None
+        raise ImageReadError(f"image too large: {exc}", source) from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg.lower():
             msg = f"image file is truncated ({msg})"
-        raise ImageReadError(f"corrupt image: {msg}", path) from None
+        raise ImageReadError(f"corrupt image: {msg}", source) from None
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
