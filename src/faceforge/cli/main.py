@@ -264,6 +264,37 @@ def demo(output: Path = typer.Option(Path("demo-output"), "-o", "--output"),
     out.print(f"outputs in {res['output_dir']}/ (verification.json, similarity_*.png, lfw.json, lfw_roc.png)")
 
 
+@app.command()
+def train(config: Path = typer.Argument(..., help="YAML with model/head/data/train sections"),
+          resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from output/last.pt"),
+          device: Optional[str] = typer.Option(None, "--device"),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o"),
+          as_json: bool = JsonOpt) -> None:
+    """Train or fine-tune a recognition model (multi-GPU: torchrun --nproc_per_node N -m faceforge.cli.main train ...)."""
+    from faceforge.train import init_distributed
+    from faceforge.train.config import build_trainer, load_yaml
+    overrides = {k: v for k, v in {"device": device, "batch_size": batch_size,
+                                   "output": str(output) if output else None}.items() if v is not None}
+    try:
+        init_distributed()
+        trainer = build_trainer(load_yaml(config), **overrides)
+        resumed = trainer.resume() if resume else False
+        history = trainer.fit()
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    res = {"output": trainer.cfg.output, "resumed": resumed, "steps": trainer.step, "history": history,
+           "best": trainer.best}
+    if trainer.rank != 0:
+        return
+    if as_json:
+        _emit(res, True)
+    else:
+        for row in history:
+            out.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        out.print(f"checkpoints in {trainer.cfg.output}/ (last.pt{', best.pt' if trainer.best else ''})")
+
+
 @app.command("install-weights")
 def install_weights() -> None:
     """Extract the MTCNN weights from the facenet-pytorch wheel (pip download, once)."""

@@ -76,6 +76,12 @@ class DlibResNet29(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
 
+    @staticmethod
+    def preprocess(batch: np.ndarray) -> torch.Tensor:
+        """N×150×150×3 RGB uint8 → the network's input."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+        return (x - torch.tensor(INPUT_MEAN_RGB).view(1, 3, 1, 1)) * INPUT_SCALE
+
     def batchnorms(self) -> list[nn.BatchNorm2d]:
         return [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
 

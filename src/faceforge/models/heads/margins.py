@@ -59,7 +59,7 @@ class AdaCos(nn.Module):
 
     def forward(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = cos.clamp(-1.0, 1.0)
-        logits = self.s * cos
+        logits = self.s.clone() * cos  # s is updated in place below
         if self.dynamic and self.training:
             with torch.no_grad():
                 onehot = torch.zeros_like(cos, dtype=torch.bool)

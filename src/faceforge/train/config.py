@@ -1,0 +1,97 @@
+"""Plain YAML configs → a ready Trainer.
+
+    model: {backbone: mbf, num_features: 512, weights: null}     # weights: .safetensors or .pt
+    head:  {type: arcface, s: 64, m: 0.5, partial_fc: 0.0}
+    data:  {root: aligned/, rec: null, augment: light}            # root: <identity>/<image>
+    train: {epochs: 10, batch_size: 64, lr: 0.1, output: runs/x}  # any TrainConfig field
+    val:   {pairs: val_pairs.txt, root: aligned/}                 # optional
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.io.datasets import ImageFolderDataset, RecordIODataset
+from faceforge.models.backbones import create_backbone
+from faceforge.models.heads.factory import build_head
+from faceforge.train.augment import face_train_augment
+from faceforge.train.trainer import Callback, TrainConfig, Trainer
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FaceForgeError(f"cannot read config: {exc}", path) from None
+    if not isinstance(cfg, dict):
+        raise FaceForgeError("config must be a mapping with model/head/data/train sections", path)
+    return cfg
+
+
+def train_config(section: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise FaceForgeError(f"unknown train options {unknown}; known: {sorted(known)}")
+    return TrainConfig(**section)
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a state dict from .safetensors or a .pt/.pth saved with torch.save (safely)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load weights: {exc}", path) from None
+        state = state.get("backbone", state) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"weights do not fit the backbone: {str(exc).splitlines()[0]}", path) from None
+
+
+def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) -> Trainer:
+    m, h, d = cfg.get("model", {}), cfg.get("head", {}), cfg.get("data", {})
+    tcfg = train_config({**cfg.get("train", {}), **overrides})
+    if d.get("rec"):
+        dataset = RecordIODataset(d["rec"], num_classes=d.get("num_classes"))
+        num_classes = dataset.num_classes
+    elif d.get("root"):
+        files = None
+        if d.get("list"):
+            files = [l.strip() for l in Path(d["list"]).read_text().splitlines() if l.strip()]
+        dataset = ImageFolderDataset(d["root"], files=files)
+        num_classes = len(dataset.classes)
+    else:
+        raise FaceForgeError("data: give `root` (identity folders) or `rec` (RecordIO)")
+    if not num_classes:
+        raise FaceForgeError("the number of classes is unknown (set data.num_classes)")
+    name = m.get("backbone", "mbf")
+    kw = {k: v for k, v in m.items() if k not in ("backbone", "weights")}
+    torch.manual_seed(tcfg.seed)  # the initial weights are part of the recipe
+    backbone = create_backbone(name, **kw)
+    if m.get("weights"):
+        load_weights(backbone, m["weights"])
+    num_features = getattr(backbone, "num_features", kw.get("num_features", 512))
+    if name == "dlib-r29":
+        num_features = 128
+    head = build_head(h, num_features, num_classes)
+    cbs = list(callbacks)
+    if cfg.get("val", {}).get("pairs"):
+        from faceforge.evaluate.callbacks import VerificationCallback
+        cbs.append(VerificationCallback(cfg["val"]["pairs"], cfg["val"].get("root", d.get("root", "."))))
+    identity = {"backbone": name, "num_features": int(num_features), "num_classes": int(num_classes),
+                "head": h.get("type", "arcface")}
+    augment = d.get("augment", "light")
+    return Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
+                   callbacks=cbs, identity=identity)

@@ -1,0 +1,315 @@
+"""One Trainer for every recipe: a backbone, a head or loss that returns a scalar, a dataset.
+
+Determinism: the epoch order is a function of (seed, epoch) and each sample's augmentation
+of (seed, epoch, index), so worker count does not matter, DDP ranks take disjoint slices of
+the same order, and `resume` continues mid-epoch with exactly the batches (and, on the CPU,
+exactly the weights) an uninterrupted run would have produced.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset
+
+from faceforge.core.device import resolve_device
+from faceforge.core.errors import FaceForgeError
+from faceforge.core.files import atomic_write_json
+from faceforge.core.progress import progress
+from faceforge.train.checkpoint import check_compatible, load_checkpoint, load_state, save_checkpoint
+from faceforge.train.samplers import epoch_order
+
+
+@dataclass
+class TrainConfig:
+    output: str = "runs/train"
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"            # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    head_lr_mult: float = 1.0         # head learning rate = lr × this
+    scheduler: str = "cosine"         # cosine | poly | constant
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    grad_clip: float | None = 5.0
+    grad_accum: int = 1
+    amp: bool = True                  # only on CUDA
+    channels_last: bool = False
+    seed: int = 0
+    checkpoint_every: int = 0         # steps; 0 = at the end of each epoch only
+    num_workers: int = 0
+    freeze: list[str] = field(default_factory=list)    # fnmatch patterns of parameter names
+    unfreeze: list[str] = field(default_factory=list)  # exceptions to `freeze`
+    best_metric: str | None = None    # a metric the callbacks return; higher is better
+    early_stop_patience: int = 0      # epochs without improvement; 0 = never stop early
+    log_every: int = 10
+    tensorboard: bool = True
+    device: str = "auto"
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict[str, float]: ...
+
+
+def arcface_preprocess(batch: np.ndarray) -> torch.Tensor:
+    """N×H×W×3 RGB uint8 → N×3×H×W in [-1, 1] (insightface recognisers)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+    return (x / 255.0 - 0.5) / 0.5
+
+
+class _EpochView(Dataset):
+    """Position → the sample the (seed, epoch) order puts there, augmented with its own rng."""
+
+    def __init__(self, base: Dataset, order: np.ndarray, seed: int, epoch: int, transform) -> None:
+        self.base, self.order, self.seed, self.epoch, self.transform = base, order, seed, epoch, transform
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, pos: int):
+        idx = int(self.order[pos])
+        img, label = self.base[idx]
+        if self.transform is not None:
+            img = self.transform(img, np.random.default_rng([self.seed, self.epoch, idx]))
+        return img, label
+
+
+def _collate(items):
+    return np.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items])
+
+
+class Trainer:
+    def __init__(self, backbone: nn.Module, head: nn.Module, dataset: Dataset, config: TrainConfig,
+                 transform: Callable | None = None, preprocess: Callable | None = None,
+                 callbacks: Sequence[Callback] = (), identity: dict | None = None) -> None:
+        self.cfg = config
+        self.dataset, self.transform = dataset, transform
+        self.preprocess = preprocess or getattr(backbone, "preprocess", arcface_preprocess)
+        self.callbacks = list(callbacks)
+        self.identity = dict(identity or {})  # what a checkpoint must match (arch, classes…)
+        self.out = Path(config.output)
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            raise FaceForgeError("WORLD_SIZE > 1: call faceforge.train.init_distributed() first (torchrun)")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = resolve_device(config.device if not self.distributed or config.device != "auto"
+                                     else ("cuda:%d" % int(os.environ.get("LOCAL_RANK", 0))
+                                           if torch.cuda.is_available() else "cpu"))
+        self.backbone, self.head = backbone.to(self.device), head.to(self.device)
+        if config.channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        self._apply_freeze()
+        self.model = DDP(self.backbone) if self.distributed else self.backbone
+        head_has_local_shards = hasattr(head, "start") and hasattr(head, "local")  # Partial FC
+        self.loss_fn = DDP(self.head) if self.distributed and not head_has_local_shards and \
+            any(p.requires_grad for p in self.head.parameters()) else self.head
+        self.use_amp = bool(config.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.optimizer = self._make_optimizer()
+        n = len(dataset) // self.world
+        self.steps_per_epoch = max(1, n // (config.batch_size * config.grad_accum))
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.stale_epochs = 0
+        self._tb = None
+
+    # ---- set-up -------------------------------------------------------------------
+    def _apply_freeze(self) -> None:
+        for name, p in list(self.backbone.named_parameters(prefix="backbone")) + \
+                list(self.head.named_parameters(prefix="head")):
+            frozen = any(fnmatch.fnmatch(name, pat) for pat in self.cfg.freeze) and \
+                not any(fnmatch.fnmatch(name, pat) for pat in self.cfg.unfreeze)
+            if frozen:
+                p.requires_grad_(False)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": c.lr},
+                  {"params": [p for p in self.head.parameters() if p.requires_grad], "lr": c.lr * c.head_lr_mult}]
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise FaceForgeError("every parameter is frozen: nothing to train")
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
+        raise FaceForgeError(f"unknown optimizer {c.optimizer!r} (sgd | adamw)")
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.cfg
+        warm = int(round(c.warmup_epochs * self.steps_per_epoch))
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, self.total_steps - warm)
+        floor = c.min_lr / c.lr if c.lr else 0.0
+        if c.scheduler == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        if c.scheduler == "poly":
+            return floor + (1 - floor) * (1 - min(t, 1.0)) ** 2
+        if c.scheduler == "constant":
+            return 1.0
+        raise FaceForgeError(f"unknown scheduler {c.scheduler!r} (cosine | poly | constant)")
+
+    # ---- checkpoints --------------------------------------------------------------
+    def state(self) -> dict:
+        return {"identity": self.identity, "config": asdict(self.cfg),
+                "backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "torch_rng": torch.get_rng_state(),
+                "history": json.dumps(self.history), "best": json.dumps(self.best),
+                "stale_epochs": self.stale_epochs}
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.out / (name if self.world == 1 else name.replace(".pt", f".rank{self.rank}.pt"))
+        save_checkpoint(path, self.state())
+        return path
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Continue from a checkpoint (default: output/last.pt). False if there is none."""
+        path = Path(path) if path else self.out / ("last.pt" if self.world == 1 else f"last.rank{self.rank}.pt")
+        if not path.exists():
+            return False
+        s = load_checkpoint(path)
+        check_compatible(s.get("identity", {}), self.identity, path)
+        load_state(self.backbone, s["backbone"], "backbone", path)
+        load_state(self.head, s["head"], "head", path)
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
+        torch.set_rng_state(s["torch_rng"])
+        self.history, self.best = json.loads(s["history"]), json.loads(s["best"])
+        self.stale_epochs = s["stale_epochs"]
+        return True
+
+    # ---- training -----------------------------------------------------------------
+    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+        order = epoch_order(len(self.dataset), self.cfg.seed, epoch)
+        per_rank = len(order) // self.world
+        order = order[self.rank * per_rank:(self.rank + 1) * per_rank]  # disjoint slices
+        view = _EpochView(self.dataset, order, self.cfg.seed, epoch, self.transform)
+        bs = self.cfg.batch_size
+        used = self.steps_per_epoch * self.cfg.grad_accum * bs
+        positions = range(start_batch * bs, used)
+        return DataLoader(view, batch_size=bs, sampler=list(positions), collate_fn=_collate,
+                          num_workers=self.cfg.num_workers, drop_last=True)
+
+    def _log(self, scalars: dict[str, float]) -> None:
+        if self.rank != 0 or not self.cfg.tensorboard:
+            return
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, self.step)
+
+    def train_step(self, images: np.ndarray, labels: torch.Tensor, accumulate: bool) -> float:
+        x = self.preprocess(images).to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            emb = self.model(x)
+        loss = self.loss_fn(emb.float(), y)
+        self.scaler.scale(loss / self.cfg.grad_accum).backward()
+        if not accumulate:
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                # Separately: a sharded head's norm differs per rank, the backbone's does not.
+                nn.utils.clip_grad_norm_(self.backbone.parameters(), self.cfg.grad_clip)
+                nn.utils.clip_grad_norm_(self.head.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+        return float(loss.detach())
+
+    def fit(self, stop_after_steps: int | None = None) -> list[dict]:
+        """Train to the configured number of epochs; returns the per-epoch history."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:  # a resumed run restores the generator instead
+            torch.manual_seed(self.cfg.seed + self.rank)
+        c = self.cfg
+        while self.epoch < c.epochs:
+            self.backbone.train()
+            self.head.train()
+            t0, losses = time.perf_counter(), []
+            loader = self._loader(self.epoch, self.batch_in_epoch * c.grad_accum)
+            micro = 0
+            for images, labels in progress(loader, f"epoch {self.epoch + 1}/{c.epochs}", enabled=None if self.rank == 0 else False):
+                micro += 1
+                accumulate = micro % c.grad_accum != 0
+                losses.append(self.train_step(images, labels, accumulate))
+                if accumulate:
+                    continue
+                self.step += 1
+                self.batch_in_epoch += 1
+                if self.step % c.log_every == 0:
+                    self._log({"train/loss": float(np.mean(losses[-c.log_every * c.grad_accum:])),
+                               "train/lr": self.optimizer.param_groups[0]["lr"]})
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save()
+                if stop_after_steps is not None and self.step >= stop_after_steps:
+                    return self.history
+            row = {"epoch": self.epoch + 1, "step": self.step, "loss": float(np.mean(losses)) if losses else None,
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
+                   "images_per_s": round(len(losses) * c.batch_size * self.world / max(time.perf_counter() - t0, 1e-9), 1)}
+            for cb in self.callbacks:
+                self.backbone.eval()
+                row.update(cb.on_epoch_end(self, self.epoch))
+            self.history.append(row)
+            self._log({k: v for k, v in row.items() if isinstance(v, float) and k not in ("lr", "seconds")})
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            stop = self._track_best(row)
+            self.save()
+            if self.rank == 0:
+                atomic_write_json(self.out / "history.json", self.history)
+            if stop:
+                break
+        if self._tb is not None:
+            self._tb.flush()
+        return self.history
+
+    def _track_best(self, row: dict) -> bool:
+        key = self.cfg.best_metric
+        if not key or key not in row:
+            return False
+        if self.best is None or row[key] > self.best[key]:
+            self.best = dict(row)
+            self.stale_epochs = 0
+            if self.rank == 0:
+                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "backbone": self.backbone.state_dict(),
+                                                       "head": self.head.state_dict(), "metrics": json.dumps(row)})
+            return False
+        self.stale_epochs += 1
+        return bool(self.cfg.early_stop_patience) and self.stale_epochs >= self.cfg.early_stop_patience
+
+
+def init_distributed() -> bool:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA); False if single."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    return True

@@ -1,0 +1,170 @@
+"""The Trainer on real aligned LFW faces: determinism, kill-and-resume, DDP, safety."""
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from PIL import Image
+
+from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.io import load_image
+from faceforge.models.heads.factory import HEAD_TYPES, build_head
+from faceforge.train.config import build_trainer
+from faceforge.vision.align import norm_crop
+from faceforge.vision.detectors import create_detector
+
+from ..conftest import LFW, need
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> Path:
+    """8 LFW identities × 4 images, detected and aligned to 112×112 ArcFace crops."""
+    root = tmp_path_factory.mktemp("aligned")
+    det = create_detector("yunet", largest_only=True)
+    people = sorted(p for p in need(LFW / "images").iterdir() if p.is_dir() and len(list(p.iterdir())) >= 4)[:8]
+    for person in people:
+        (root / person.name).mkdir()
+        for f in sorted(person.iterdir())[:4]:
+            img = load_image(f)
+            face = det.detect(img)[0]
+            Image.fromarray(norm_crop(img, face.landmarks)).save(root / person.name / (f.stem + ".png"))
+    return root
+
+
+def config(aligned: Path, out: Path, **train) -> dict:
+    return {"model": {"backbone": "mbf", "num_features": 64},
+            "head": {"type": "arcface", "s": 32, "m": 0.3},
+            "data": {"root": str(aligned), "augment": "degrade"},
+            "train": {"output": str(out), "epochs": 2, "batch_size": 8, "lr": 0.05, "warmup_epochs": 0.5,
+                      "checkpoint_every": 1, "tensorboard": False, "device": "cpu", **train}}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_continues_bit_for_bit(aligned, tmp_path):
+    full = build_trainer(config(aligned, tmp_path / "full"))
+    hist = full.fit()
+    assert len(hist) == 2 and full.step == 8 and all(np.isfinite(h["loss"]) for h in hist)
+    part = build_trainer(config(aligned, tmp_path / "part"))
+    part.fit(stop_after_steps=3)  # mid-epoch
+    resumed = build_trainer(config(aligned, tmp_path / "part"))
+    assert resumed.resume() and resumed.step == 3 and resumed.batch_in_epoch == 3
+    resumed.fit()
+    assert same_weights(full.backbone.state_dict(), resumed.backbone.state_dict())
+    assert same_weights(full.head.state_dict(), resumed.head.state_dict())
+    assert [h["loss"] for h in resumed.history][1] == hist[1]["loss"]
+
+
+def _cli(cfg_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "faceforge.cli.main", "train", str(cfg_path), "--json", *extra]
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(aligned, tmp_path):
+    ref_cfg, cfg = tmp_path / "ref.yaml", tmp_path / "run.yaml"
+    ref_cfg.write_text(yaml.safe_dump(config(aligned, tmp_path / "ref", epochs=3)))
+    cfg.write_text(yaml.safe_dump(config(aligned, tmp_path / "run", epochs=3)))
+    subprocess.run(_cli(ref_cfg), check=True, capture_output=True)
+    proc = subprocess.Popen(_cli(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "run" / "last.pt"
+    deadline, seen = time.time() + 120, 0
+    while time.time() < deadline and seen < 4:  # let a few steps' checkpoints land
+        if last.exists():
+            seen = max(seen, torch.load(last, weights_only=True)["step"]) if last.stat().st_size else seen
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=True)["step"]
+    assert 0 < killed_at < 12, "the run must be killed mid-training"
+    res = json.loads(subprocess.run(_cli(cfg), check=True, capture_output=True, text=True).stdout)
+    assert res["resumed"] and res["steps"] == 12
+    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert same_weights(a["backbone"], b["backbone"]) and same_weights(a["head"], b["head"])
+
+
+def _ddp_worker(rank, world, port, cfg, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        t = build_trainer(cfg)
+        hist = t.fit()
+        out[rank] = ({k: v.detach().clone() for k, v in t.backbone.named_parameters()}, hist, t.steps_per_epoch)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("head", [{"type": "arcface", "s": 32, "m": 0.3},
+                                  {"type": "cosface", "s": 32, "m": 0.3, "partial_fc": 0.5}])
+def test_two_process_ddp_with_gloo(aligned, tmp_path, head):
+    cfg = config(aligned, tmp_path / "ddp", epochs=1, checkpoint_every=0)
+    cfg["head"] = head
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, port, cfg, out), nprocs=2, join=True)
+    (p0, h0, spe), (p1, h1, _) = out[0], out[1]
+    assert spe == 2  # 32 images / 2 ranks / batch 8
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)  # gradients were averaged across ranks
+    assert np.isfinite(h0[0]["loss"]) and np.isfinite(h1[0]["loss"])
+    assert (tmp_path / "ddp" / "last.rank0.pt").exists() and (tmp_path / "ddp" / "last.rank1.pt").exists()
+
+
+def test_mismatched_checkpoint_is_refused(aligned, tmp_path):
+    t = build_trainer(config(aligned, tmp_path / "a", epochs=1))
+    t.fit(stop_after_steps=1)
+    other = config(aligned, tmp_path / "a", epochs=1)
+    other["model"]["num_features"] = 32
+    with pytest.raises(ModelLoadError, match="num_features: checkpoint has 64, this run has 32"):
+        build_trainer(other).resume()
+    (tmp_path / "a" / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="last.pt"):
+        build_trainer(config(aligned, tmp_path / "a", epochs=1)).resume()
+
+
+def test_freeze_patterns_and_best_tracking(aligned, tmp_path):
+    cfg = config(aligned, tmp_path / "f", epochs=2, freeze=["backbone.*"], unfreeze=["backbone.features.*"])
+    t = build_trainer(cfg)
+    before = {k: v.clone() for k, v in t.backbone.named_parameters()}
+    head_before = t.head.weight.detach().clone()
+    t.fit()
+    after = dict(t.backbone.named_parameters())
+    frozen = [k for k in before if not k.startswith("features.")]
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["features.layers.2.weight"], after["features.layers.2.weight"])
+    assert not torch.equal(head_before, t.head.weight)
+    cfg = config(aligned, tmp_path / "all_frozen", freeze=["*"])
+    with pytest.raises(FaceForgeError, match="every parameter is frozen"):
+        build_trainer(cfg)
+
+
+def test_lr_schedule(aligned, tmp_path):
+    t = build_trainer(config(aligned, tmp_path / "s", epochs=4, warmup_epochs=1, min_lr=0.005))
+    f = [t._lr_factor(s) for s in range(t.total_steps)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0]  # linear warm-up over one epoch (4 steps)
+    assert f[4] == pytest.approx(1.0) and f[-1] > 0.1 and all(a >= b for a, b in zip(f[4:], f[5:]))
+    t2 = build_trainer(config(aligned, tmp_path / "s2", epochs=4, scheduler="poly"))  # warm-up: 2 steps
+    assert t2._lr_factor(8) == pytest.approx((1 - (8 - 2) / (16 - 2)) ** 2)
+
+
+@pytest.mark.parametrize("kind", HEAD_TYPES)
+def test_every_head_type_trains_a_step(kind):
+    head = build_head({"type": kind, "s": 16}, 32, 5)
+    emb = torch.randn(10, 32, requires_grad=True)
+    loss = head(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]))
+    loss.backward()
+    assert math.isfinite(loss.item()) and emb.grad.abs().sum() > 0
+    with pytest.raises(FaceForgeError, match="unknown head"):
+        build_head({"type": "nope"}, 32, 5)
