@@ -235,7 +235,7 @@ def eval_lfw(root: Optional[Path] = typer.Option(None, "--root", help="LFW folde
                 f"{res['best_threshold_all_pairs']:.4f}",
                 *(f"{100 * t[k]['tpr']:.2f}" for k in ("0.001", "0.01", "0.1")),
                 str(res["no_face_found"]), str(res["ms_per_image"]))
-    err.print(tab) if json_out is None else out.print(tab)
+    (err if json_out is None else out).print(tab)
 
 
 @app.command()
@@ -293,6 +293,97 @@ def train(config: Path = typer.Argument(..., help="YAML with model/head/data/tra
         for row in history:
             out.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         out.print(f"checkpoints in {trainer.cfg.output}/ (last.pt{', best.pt' if trainer.best else ''})")
+
+
+@app.command()
+def prepare(src: Path = typer.Argument(..., help="raw photos: SRC/<identity>/<image>"),
+            dst: Path = typer.Argument(..., help="aligned output: DST/<identity>/<image>.jpg"),
+            detector: str = DetectorOpt, device: str = DeviceOpt,
+            size: int = typer.Option(112, "--size"),
+            template: str = typer.Option("arcface", "--template", help="arcface | dlib-chip"),
+            top: Optional[int] = typer.Option(None, "--top", help="keep the N largest identities"),
+            min_images: int = typer.Option(1, "--min-images"),
+            frontal_only: bool = typer.Option(False, "--frontal-only", help="also require the nose between the eyes"),
+            as_json: bool = JsonOpt) -> None:
+    """Detect, align and write a training set (skip log and landmark debug pictures beside it)."""
+    from dataclasses import asdict
+
+    from faceforge.vision.detectors import create_detector
+    from faceforge.vision.prepare import prepare_aligned_dataset
+    try:
+        det = create_detector(detector, **({"device": device} if detector == "mtcnn" else {}))
+        rep = prepare_aligned_dataset(src, dst, det, size, template, top, min_images, frontal_only)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(asdict(rep), True)
+    else:
+        out.print(f"{rep.written} faces written ({rep.kept} already there), {rep.skipped} skipped "
+                  f"(see {rep.skip_log}) across {rep.identities} identities")
+
+
+@app.command()
+def split(root: Path = typer.Argument(..., help="aligned dataset: ROOT/<identity>/<image>"),
+          output: Path = typer.Option(..., "-o", "--output", help="folder for the lists"),
+          val: float = typer.Option(0.1, "--val", help="fraction of identities"),
+          test: float = typer.Option(0.1, "--test", help="fraction of identities"),
+          min_images: int = typer.Option(1, "--min-images"),
+          seed: int = typer.Option(0, "--seed"),
+          max_same: Optional[int] = typer.Option(None, "--max-same-pairs", help="per identity"),
+          as_json: bool = JsonOpt) -> None:
+    """Identity-disjoint train/val/test lists and val/test verification pairs."""
+    from faceforge.io.splits import identity_split, verification_pairs, write_list, write_pairs
+    try:
+        parts = identity_split(root, {"val": val, "test": test, "train": 1.0}, seed, min_images)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    res = {}
+    for name, items in parts.items():
+        write_list(output / f"{name}.txt", items)
+        res[name] = {"images": len(items), "identities": len({i.split('/')[0] for i in items})}
+        if name != "train" and res[name]["identities"] >= 2:
+            pairs = verification_pairs(items, seed, max_same)
+            write_pairs(output / f"{name}_pairs.txt", pairs)
+            res[name]["pairs"] = len(pairs)
+    if as_json:
+        _emit(res, True)
+    else:
+        for k, v in res.items():
+            out.print(f"{k}: {v}")
+
+
+@app.command()
+def export(fmt: str = typer.Argument(..., help="onnx | safetensors"),
+           checkpoint: Path = typer.Argument(..., help="a training checkpoint (last.pt / best.pt)"),
+           output: Path = typer.Option(..., "-o", "--output"),
+           as_json: bool = JsonOpt) -> None:
+    """Export a trained backbone (ONNX loads back as embedder `onnx:PATH`)."""
+    from faceforge.models.backbones import create_backbone
+    from faceforge.models.export import export_onnx, export_safetensors
+    from faceforge.train.checkpoint import load_checkpoint, load_state
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        ident = ckpt.get("identity") or {}
+        if "backbone" not in ident:
+            raise FaceForgeError("checkpoint does not say which backbone it holds", checkpoint)
+        kwargs = dict(ident.get("backbone_kwargs", {}))
+        if ident["backbone"] == "dlib-r29":
+            kwargs["pretrained"] = False
+        model = create_backbone(ident["backbone"], **kwargs)
+        load_state(model, ckpt["backbone"], "backbone", checkpoint)
+        if fmt == "onnx":
+            path = export_onnx(model, output)
+        elif fmt == "safetensors":
+            path = export_safetensors(model, output, ident)
+        else:
+            raise FaceForgeError(f"unknown export format {fmt!r} (onnx | safetensors)")
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    res = {"format": fmt, "output": str(path), "backbone": ident["backbone"]}
+    if as_json:
+        _emit(res, True)
+    else:
+        out.print(f"{ident['backbone']} → {path}")
 
 
 @app.command("install-weights")

@@ -91,7 +91,7 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         from faceforge.evaluate.callbacks import VerificationCallback
         cbs.append(VerificationCallback(cfg["val"]["pairs"], cfg["val"].get("root", d.get("root", "."))))
     identity = {"backbone": name, "num_features": int(num_features), "num_classes": int(num_classes),
-                "head": h.get("type", "arcface")}
+                "head": h.get("type", "arcface"), "backbone_kwargs": kw}
     augment = d.get("augment", "light")
     return Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
                    callbacks=cbs, identity=identity)
