@@ -26,6 +26,9 @@ test: install
 bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/lfw.py --dlib-detector
+	$(PY) bench/train.py
+	$(PY) bench/train_lfw.py --recipe scratch
+	$(PY) bench/train_lfw.py --recipe dlib-finetune
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -168,3 +168,14 @@ def test_every_head_type_trains_a_step(kind):
     assert math.isfinite(loss.item()) and emb.grad.abs().sum() > 0
     with pytest.raises(FaceForgeError, match="unknown head"):
         build_head({"type": "nope"}, 32, 5)
+
+
+def test_example_config_builds(aligned, tmp_path):
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "arcface_mbf.yaml").read_text())
+    cfg["data"]["root"] = str(aligned)
+    cfg.pop("val")
+    cfg["train"].update(output=str(tmp_path / "x"), device="cpu")
+    t = build_trainer(cfg)
+    assert t.identity["backbone"] == "mbf" and t.identity["num_classes"] == 8
+    with pytest.raises(FaceForgeError, match="unknown train options"):
+        build_trainer({**cfg, "train": {**cfg["train"], "learning_rate": 0.1}})
