@@ -18,7 +18,8 @@ import torch
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.io import load_image
-from faceforge.models.embedders import _package_file, create_embedder
+from faceforge.core.resources import package_file
+from faceforge.models.embedders import create_embedder
 from faceforge.vision.detectors import create_detector
 from faceforge.vision.detectors.base import central_face
 
@@ -42,10 +43,10 @@ def timed(fn, *args) -> tuple[float, object]:
 def face_recognition_baseline(images: list[np.ndarray]) -> tuple[float, int]:
     import dlib
     det = dlib.get_frontal_face_detector()
-    sp = dlib.shape_predictor(_package_file("face_recognition_models", "models",
-                                            "shape_predictor_5_face_landmarks.dat", hint=""))
-    rec = dlib.face_recognition_model_v1(_package_file("face_recognition_models", "models",
-                                                       "dlib_face_recognition_resnet_model_v1.dat", hint=""))
+    sp = dlib.shape_predictor(package_file("face_recognition_models", "models",
+                                            "shape_predictor_5_face_landmarks.dat"))
+    rec = dlib.face_recognition_model_v1(package_file("face_recognition_models", "models",
+                                                       "dlib_face_recognition_resnet_model_v1.dat"))
     faces = 0
     t0 = time.perf_counter()
     for img in images:

@@ -10,12 +10,13 @@ from faceforge.io import load_image
 from faceforge.models.dlib_dat import read_dlib_net
 from faceforge.models.dlib_r29 import (INPUT_MEAN_RGB, bn_affine, load_dlib_resnet, measure_bn_input_stats,
                                        unfold_batchnorm)
-from faceforge.models.embedders import DlibR29Embedder, _package_file
+from faceforge.core.resources import package_file
+from faceforge.models.embedders import DlibR29Embedder
 from faceforge.vision.detectors import create_detector
 
 from ..conftest import lfw_image
 
-DAT = Path(_package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat", hint=""))
+DAT = Path(package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat"))
 PEOPLE = ["Aaron_Eckhart", "Abdullah_Gul", "Alvaro_Uribe", "Angelina_Jolie", "Bill_Gates", "Colin_Powell"]
 
 

