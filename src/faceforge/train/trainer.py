@@ -106,9 +106,10 @@ class Trainer:
             raise FaceForgeError("WORLD_SIZE > 1: call faceforge.train.init_distributed() first (torchrun)")
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
-        self.device = resolve_device(config.device if not self.distributed or config.device != "auto"
-                                     else ("cuda:%d" % int(os.environ.get("LOCAL_RANK", 0))
-                                           if torch.cuda.is_available() else "cpu"))
+        device = config.device
+        if self.distributed and device == "auto":  # one GPU per process under torchrun
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(device)
         self.backbone, self.head = backbone.to(self.device), head.to(self.device)
         if config.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
