@@ -76,3 +76,25 @@ def test_loading_mismatched_weights_fails_loudly():
         create_backbone("r50").load_state_dict(sd)
     with pytest.raises(FaceForgeError, match="unknown backbone"):
         create_backbone("r999")
+
+
+def test_timm_backbone_with_embedding_neck():
+    timm = pytest.importorskip("timm", reason="optional extra faceforge[timm] (needs torchvision) not installed")
+    m = create_backbone("timm:resnet18", num_features=320, hidden=840).eval()
+    assert m.num_features == 320 and m.neck[0].in_features == m.body.num_features
+    with torch.no_grad():
+        assert m(torch.zeros(2, 3, 112, 112)).shape == (2, 320)
+    with pytest.raises(FaceForgeError, match="not downloaded"):
+        create_backbone("timm:resnet18", pretrained=True)
+    with pytest.raises(FaceForgeError, match="no model"):
+        create_backbone("timm:not_a_model_xyz")
+    assert timm.__version__
+
+
+def test_timm_missing_is_a_clear_error(monkeypatch):
+    import builtins
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__",
+                        lambda n, *a, **k: (_ for _ in ()).throw(ImportError("no timm")) if n == "timm" else real(n, *a, **k))
+    with pytest.raises(FaceForgeError, match=r"faceforge\[timm\]"):
+        create_backbone("timm:resnet18")
