@@ -21,6 +21,7 @@ import torch
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.callbacks import VerificationCallback
+from faceforge.evaluate.plots import plot_training_history
 from faceforge.train.checkpoint import load_checkpoint
 from faceforge.train.config import build_trainer
 from faceforge.vision.detectors import create_detector
@@ -81,6 +82,8 @@ def main() -> None:
            "history": history, "train_seconds": round(seconds, 1), "resumed": resumed,
            "machine": {"torch_threads": torch.get_num_threads(), "device": "cpu"}}
     atomic_write_json(HERE / "results" / f"train_{args.recipe}.json", res)
+    plot_training_history(history, HERE / "results" / f"train_{args.recipe}.png",
+                          f"LFW split, {args.recipe}: test {100 * before['test_acc']:.1f} → {100 * after['test_acc']:.1f} %")
     print(json.dumps({"before": before, "after": after, "seconds": round(seconds)}, indent=1))
 
 

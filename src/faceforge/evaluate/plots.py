@@ -50,3 +50,23 @@ def plot_similarity(matrix: np.ndarray, labels: list[str], path: str | Path,
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
     _save(fig, path)
+
+
+def plot_training_history(history: list[dict], path: str | Path, title: str = "training",
+                          baseline: float | None = None, metric: str = "val_acc") -> None:
+    """Loss and validation accuracy per epoch (with the untrained/pretrained level dashed)."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["loss"] for h in history], "o-", color="tab:red", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="tab:red")
+    if any(metric in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [100 * h[metric] for h in history], "s-", color="tab:blue", label=metric)
+        if baseline is not None:
+            ax2.axhline(100 * baseline, ls="--", color="tab:blue", alpha=0.6, label="before training")
+        ax2.set_ylabel(f"{metric} (%)", color="tab:blue")
+        ax2.legend(loc="center right")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
