@@ -2,7 +2,8 @@
 from `faceforge split`): LFW identities with ≥ 4 images, 427 train / 61 val / 122 test.
 
   scratch:       MobileFaceNet (width ×1) + ArcFace from random weights; val pairs each epoch.
-  dlib-finetune: the pretrained dlib-r29 with a new ArcFace head, on dlib chips.
+  dlib-finetune: the pretrained dlib-r29 with a new ArcFace head (imprinted from the
+                 class means), on dlib chips.
 
 Reports held-out *test* pair accuracy (10-fold) before training and for the best epoch
 (chosen on val), per-epoch history, and time. Writes bench/results/train_<recipe>.json.
@@ -42,7 +43,7 @@ RECIPES = {
     "dlib-finetune": {
         "template": ("dlib-chip", 150),
         "model": {"backbone": "dlib-r29"},
-        "head": {"type": "arcface", "s": 32, "m": 0.3},
+        "head": {"type": "arcface", "s": 32, "m": 0.3, "init": "class_means"},
         "train": {"epochs": 3, "batch_size": 64, "lr": 0.002, "head_lr_mult": 50, "warmup_epochs": 0.5},
         "augment": "light",
     },

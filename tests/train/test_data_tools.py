@@ -147,3 +147,29 @@ def test_export_cli_from_checkpoint(tmp_path):
                                          "backbone": model.state_dict()})
     res = runner.invoke(app, ["export", "onnx", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "x.onnx"), "--json"])
     assert res.exit_code == 2 and "do not fit" in json.loads(res.stdout)["error"]
+
+
+def test_imprinting_sets_centres_to_normalised_class_means():
+    from faceforge.models.heads import ArcFace, FCHead, PartialFC
+    from faceforge.train.imprint import class_mean_embeddings, imprint
+
+    class Tiny(torch.nn.Module):  # embedding = the mean colour of the image
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    rng = np.random.default_rng(0)
+    data = [(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), i % 3) for i in range(9)]
+    pre = lambda b: torch.from_numpy(b).permute(0, 3, 1, 2).float()
+    means = class_mean_embeddings(Tiny(), data, 3, pre, batch_size=4)
+    for c in range(3):
+        e = [torch.nn.functional.normalize(torch.tensor(x.reshape(-1, 3).mean(0), dtype=torch.float32), dim=0)
+             for x, y in data if y == c]
+        assert torch.allclose(means[c], torch.nn.functional.normalize(torch.stack(e).mean(0), dim=0), atol=1e-6)
+    head = FCHead(3, 3, ArcFace())
+    imprint(head, means)
+    assert torch.equal(head.weight.data, means)
+    pfc = PartialFC(3, 3, ArcFace(), sample_rate=1.0)
+    imprint(pfc, means)
+    assert torch.equal(pfc.weight.data, means)
+    with pytest.raises(FaceForgeError, match="no images"):
+        class_mean_embeddings(Tiny(), data, 4, pre)

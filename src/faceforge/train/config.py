@@ -86,6 +86,11 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
     if name == "dlib-r29":
         num_features = 128
     head = build_head(h, num_features, num_classes)
+    if h.get("init") == "class_means":  # weight imprinting for fine-tuning a pretrained backbone
+        from faceforge.train.imprint import class_mean_embeddings, imprint
+        from faceforge.train.trainer import arcface_preprocess
+        pre = getattr(backbone, "preprocess", arcface_preprocess)
+        imprint(head, class_mean_embeddings(backbone, dataset, num_classes, pre))
     cbs = list(callbacks)
     if cfg.get("val", {}).get("pairs"):
         from faceforge.evaluate.callbacks import VerificationCallback

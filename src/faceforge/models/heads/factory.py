@@ -13,7 +13,8 @@ HEAD_TYPES = ("softmax", "arcface", "cosface", "combined", "adacos", "adacos-fix
 
 def build_head(cfg: dict, in_features: int, num_classes: int) -> nn.Module:
     """type: softmax | arcface | cosface | combined | adacos | adacos-fixed | triplet;
-    s, m (or m1, m2, m3); partial_fc: sample rate (0 = off); triplet_weight: add
+    s, m (or m1, m2, m3); partial_fc: sample rate (0 = off); init: class_means (weight
+    imprinting, applied by train.config.build_trainer); triplet_weight: add
     weight × batch-hard triplet (margin `triplet_margin`) to a margin head."""
     kind = cfg.get("type", "arcface")
     if kind == "triplet":
