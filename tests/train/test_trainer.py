@@ -179,3 +179,36 @@ def test_example_config_builds(aligned, tmp_path):
     assert t.identity["backbone"] == "mbf" and t.identity["num_classes"] == 8
     with pytest.raises(FaceForgeError, match="unknown train options"):
         build_trainer({**cfg, "train": {**cfg["train"], "learning_rate": 0.1}})
+
+
+class _Scripted:
+    """A callback that reports a scripted validation metric."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def on_epoch_end(self, trainer, epoch):
+        return {"val_acc": self.values[epoch]}
+
+
+def test_best_model_and_early_stopping(aligned, tmp_path):
+    cfg = config(aligned, tmp_path / "es", epochs=6, best_metric="val_acc", early_stop_patience=2,
+                 checkpoint_every=0)
+    t = build_trainer(cfg, callbacks=[_Scripted([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])])
+    hist = t.fit()
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]  # two epochs without beating 0.7: stop
+    assert t.best["val_acc"] == 0.7 and t.best["epoch"] == 2
+    best = torch.load(tmp_path / "es" / "best.pt", weights_only=True)
+    assert json.loads(best["metrics"])["epoch"] == 2
+
+
+def test_class_balancing_in_a_config(aligned, tmp_path):
+    cfg = config(aligned, tmp_path / "bal", epochs=1)
+    cfg["data"]["balance"] = 6
+    t = build_trainer(cfg)
+    counts = np.bincount(t.dataset.targets)
+    assert list(counts) == [6] * 8 and len(t.dataset) == 48 and t.dataset.repeat.sum() == 8 * 2
+    img_a, _ = t.dataset[4]
+    img_b, _ = t.dataset[4]
+    assert np.array_equal(img_a, img_b) and t.dataset.repeat[4]  # augmented copies are reproducible
+    t.fit(stop_after_steps=1)

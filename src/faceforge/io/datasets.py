@@ -74,6 +74,15 @@ class RecordIODataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def targets(self) -> np.ndarray:
+        """Every record's class (reads the records; cached)."""
+        if getattr(self, "_targets", None) is None:
+            with RecordReader(self.rec_path, self.idx_path) as r:
+                labels = [r.read(k).label for k in self.keys]
+            self._targets = np.array([int(l if np.ndim(l) == 0 else l[0]) for l in labels])
+        return self._targets
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         if self._reader is None:
             self._reader = RecordReader(self.rec_path, self.idx_path)

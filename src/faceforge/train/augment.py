@@ -118,6 +118,11 @@ class Compose:
         return img
 
 
+def balance_augment() -> Compose:
+    """The class-balancing reference's augmentation of upsampled copies."""
+    return Compose([RandomApply(hflip, 0.5), gamma(0.75, 1.25), saturation(20), crop(0.03, 0.065)])
+
+
 def face_train_augment(strength: str = "light") -> Compose:
     """'light': flip only (arcface_torch's default); 'degrade': the robustness set."""
     if strength == "light":

@@ -2,7 +2,7 @@
 
     model: {backbone: mbf, num_features: 512, weights: null}     # weights: .safetensors or .pt
     head:  {type: arcface, s: 64, m: 0.5, partial_fc: 0.0}
-    data:  {root: aligned/, rec: null, augment: light}            # root: <identity>/<image>
+    data:  {root: aligned/, rec: null, augment: light, balance: null}  # root: <identity>/<image>
     train: {epochs: 10, batch_size: 64, lr: 0.1, output: runs/x}  # any TrainConfig field
     val:   {pairs: val_pairs.txt, root: aligned/}                 # optional
 """
@@ -76,6 +76,12 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         raise FaceForgeError("data: give `root` (identity folders) or `rec` (RecordIO)")
     if not num_classes:
         raise FaceForgeError("the number of classes is unknown (set data.num_classes)")
+    if d.get("balance"):  # every identity resampled to exactly `balance` images
+        from faceforge.train.augment import balance_augment
+        from faceforge.train.samplers import BalancedDataset
+        dataset = BalancedDataset(dataset, dataset.targets, int(d["balance"]), balance_augment(),
+                                  float(d.get("balance_quantile", 0.25)), tcfg.seed)
+        num_classes = dataset.num_classes
     name = m.get("backbone", "mbf")
     kw = {k: v for k, v in m.items() if k not in ("backbone", "weights")}
     torch.manual_seed(tcfg.seed)  # the initial weights are part of the recipe

@@ -4,6 +4,7 @@ slices of the same order."""
 from __future__ import annotations
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from faceforge.core.errors import FaceForgeError
 
@@ -56,3 +57,27 @@ def balanced_indices(targets: np.ndarray, per_class: int, quantile: float = 0.25
     if not out:
         raise FaceForgeError("class balancing dropped every identity")
     return np.concatenate(out), np.concatenate(repeat), np.asarray(dropped)
+
+
+class BalancedDataset(Dataset):
+    """A dataset resampled by `balanced_indices`; upsampled copies are augmented (seeded by
+    position) so they are not exact duplicates. Class ids are renumbered densely when
+    identities are dropped."""
+
+    def __init__(self, base: Dataset, targets: np.ndarray, per_class: int, augment, quantile: float = 0.25,
+                 seed: int = 0) -> None:
+        self.base, self.augment, self.seed = base, augment, seed
+        self.indices, self.repeat, self.dropped = balanced_indices(targets, per_class, quantile, seed)
+        kept = np.unique(np.asarray(targets)[self.indices])
+        self.remap = {int(c): i for i, c in enumerate(kept)}
+        self.num_classes = len(kept)
+        self.targets = np.array([self.remap[int(c)] for c in np.asarray(targets)[self.indices]])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, pos: int):
+        img, label = self.base[int(self.indices[pos])]
+        if self.repeat[pos]:
+            img = self.augment(img, np.random.default_rng([self.seed, pos]))
+        return img, self.remap[int(label)]
