@@ -26,6 +26,7 @@ test: install
 bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/lfw.py --dlib-detector
+	$(PY) bench/eval.py
 	$(PY) bench/train.py
 	$(PY) bench/train_lfw.py --recipe scratch
 	$(PY) bench/train_lfw.py --recipe dlib-finetune

@@ -93,3 +93,12 @@ def test_malformed_pairs_file(tmp_path):
     bad.write_text("x y\n")
     with pytest.raises(FaceForgeError, match="first line"):
         read_pairs(bad)
+
+
+def test_tpr_at_fpr_float32_and_integer_labels_match_float64():
+    s, y = data(n=4000, ties=True)
+    a = tpr_at_fpr(s.astype(np.float32), y.astype(np.int8), fprs=(1e-2, 1e-1))
+    b = tpr_at_fpr(s.astype(np.float32).astype(np.float64), y, fprs=(1e-2, 1e-1))
+    assert a == b
+    with pytest.raises(FaceForgeError, match="4000 scores but 3999"):
+        tpr_at_fpr(s, y[:-1])
