@@ -87,3 +87,13 @@ def test_68_to_5():
     assert np.allclose(landmarks_68_to_5(pts), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
     with pytest.raises(FaceForgeError):
         landmarks_68_to_5(np.zeros((5, 2)))
+
+
+def test_align_face_dispatches_on_the_template_name():
+    from faceforge.vision.align import align_face
+    img = np.random.default_rng(2).integers(0, 255, (250, 250, 3), dtype=np.uint8)
+    lm = np.array([[100, 110], [150, 110], [125, 135], [105, 160], [145, 160]], np.float32)
+    assert np.array_equal(align_face(img, lm, "arcface", 112), norm_crop(img, lm, 112))
+    assert np.array_equal(align_face(img, lm, "dlib-chip", 150), dlib_chip(img, lm, 150))
+    with pytest.raises(FaceForgeError, match="unknown alignment template"):
+        align_face(img, lm, "arcfce", 112)

@@ -17,7 +17,7 @@ from faceforge.core.device import resolve_device
 from faceforge.core.errors import FaceForgeError, ModelLoadError
 from faceforge.core.resources import package_file
 from faceforge.models.dlib_r29 import INPUT_MEAN_RGB, INPUT_SCALE, load_dlib_resnet, unfold_batchnorm
-from faceforge.vision.align import dlib_chip, norm_crop
+from faceforge.vision.align import align_face
 from faceforge.vision.face import Face
 
 _REGISTRY: dict[str, Callable[..., "Embedder"]] = {}
@@ -71,9 +71,7 @@ class Embedder:
         self.batch_size = int(batch_size)
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
-        if self.spec.template == "dlib-chip":
-            return dlib_chip(image, face.landmarks, self.spec.size, face.native_landmarks)
-        return norm_crop(image, face.landmarks, self.spec.size)
+        return align_face(image, face.landmarks, self.spec.template, self.spec.size, face.native_landmarks)
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
         """N×S×S×3 RGB uint8 → N×D raw embeddings."""

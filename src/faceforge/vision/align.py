@@ -96,6 +96,19 @@ def dlib_chip(image: np.ndarray, landmarks: np.ndarray, size: int = 150,
     return warp(image, matrix, size)
 
 
+TEMPLATES = ("arcface", "dlib-chip")
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface", size: int = 112,
+               native_landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Crop a face onto a named template: 'arcface' (norm_crop) or 'dlib-chip'."""
+    if template == "arcface":
+        return norm_crop(image, landmarks, size)
+    if template == "dlib-chip":
+        return dlib_chip(image, landmarks, size, native_landmarks)
+    raise FaceForgeError(f"unknown alignment template {template!r}; one of {', '.join(TEMPLATES)}")
+
+
 def landmarks_plausible(landmarks: np.ndarray, frontal: bool = False) -> bool:
     """Reject landmark sets that cannot belong to an upright face: eyes or mouth corners
     swapped, or the vertical order eyes < nose < mouth broken.

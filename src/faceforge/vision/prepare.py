@@ -19,7 +19,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write
 from faceforge.core.progress import progress
 from faceforge.io.images import IMAGE_EXTENSIONS, load_image
-from faceforge.vision.align import dlib_chip, landmarks_plausible, norm_crop
+from faceforge.vision.align import align_face, landmarks_plausible
 from faceforge.vision.detectors.base import Detector, central_face
 
 
@@ -83,8 +83,7 @@ def prepare_aligned_dataset(src: str | Path, dst: str | Path, detector: Detector
                 log.flush()
                 skipped += 1
                 continue
-            crop = dlib_chip(image, face.landmarks, size, face.native_landmarks) if template == "dlib-chip" \
-                else norm_crop(image, face.landmarks, size)
+            crop = align_face(image, face.landmarks, template, size, face.native_landmarks)
             out.parent.mkdir(parents=True, exist_ok=True)
             _save_jpg(out, crop)
             written += 1
