@@ -35,8 +35,7 @@ def l2n(x: np.ndarray) -> np.ndarray:
 
 
 def embed_both(model: str, images, faces, names, bs: int = 64) -> tuple[np.ndarray, np.ndarray, float]:
-    emb = create_embedder(model, batch_size=bs) if model == "sface" else \
-        create_embedder(model, batch_size=bs, device="cpu")
+    emb = create_embedder(model, batch_size=bs, device="cpu")
     plain, mirrored = [], []
     t0 = time.perf_counter()
     for i in progress(range(0, len(names), bs), f"embed {model}", enabled=sys.stderr.isatty()):

@@ -76,8 +76,7 @@ def main() -> None:
 
     faces = {}
     for name in ("yunet", "dlib", "mtcnn"):
-        kw = {"device": args.device} if name == "mtcnn" else {}
-        det = create_detector(name, **kw)
+        det = create_detector(name, device=args.device)
         det.detect(images[0])  # warm-up
         secs, found = timed(lambda: [det.detect(im) for im in images])
         row = {"seconds": round(secs, 2), "images_per_s": round(n / secs, 2),
@@ -89,7 +88,8 @@ def main() -> None:
         faces[name] = [central_face(f, im.shape) for f, im in zip(found, images)]
 
     for name in ("sface", "dlib-r29"):
-        emb = create_embedder(name, batch_size=bs, **({} if name == "sface" else {"device": args.device}))
+        # SFace is OpenCV int8 and CPU-only: "auto" is its CPU; the torch models use --device.
+        emb = create_embedder(name, batch_size=bs, device="auto" if name == "sface" else args.device)
         crops = np.stack([emb.align(im, f) for im, f in zip(images, faces["yunet"]) if f is not None])
         emb.embed_crops(crops[:2])  # warm-up
         secs, _ = timed(emb.embed_crops, crops)

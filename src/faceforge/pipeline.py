@@ -57,15 +57,10 @@ class FacePipeline:
 
     def __post_init__(self) -> None:
         if isinstance(self.detector, str):
-            kw = dict(self.detector_kwargs)
-            if self.detector == "mtcnn":
-                kw.setdefault("device", self.device)
-            self.detector = create_detector(self.detector, **kw)
+            self.detector = create_detector(self.detector, **{"device": self.device, **self.detector_kwargs})
         if isinstance(self.embedder, str):
-            kw = {"flip": self.flip, "batch_size": self.batch_size}
-            if self.embedder != "sface":
-                kw["device"] = self.device
-            self.embedder = create_embedder(self.embedder, **kw)
+            self.embedder = create_embedder(self.embedder, flip=self.flip, batch_size=self.batch_size,
+                                            device=self.device)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)

