@@ -14,7 +14,7 @@ import numpy as np
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.progress import progress
-from faceforge.evaluate.verification import DEFAULT_FPRS, auc, best_threshold, kfold_accuracy, roc, tpr_at_fpr
+from faceforge.evaluate.verification import auc, best_threshold, kfold_accuracy, roc, tpr_at_fpr
 from faceforge.io.images import load_image
 from faceforge.pipeline import FacePipeline
 from faceforge.vision.align import landmarks_plausible
@@ -90,6 +90,13 @@ def aligned_crops(embedder, images: dict[str, np.ndarray], faces: dict[str, Face
     return np.stack([embedder.align(images[n], faces[n]) for n in names])
 
 
+def embed_faces(embedder, images: dict[str, np.ndarray], faces: dict[str, Face], names: list[str],
+                batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    """Align and embed the named images' faces in batches; rows follow `names`."""
+    return np.concatenate([embedder.embed_crops(aligned_crops(embedder, images, faces, names[i:i + batch_size]))
+                           for i in progress(range(0, len(names), batch_size), "embed", enabled=show_progress)])
+
+
 def lfw_metrics(pairs: LfwPairs, embeddings: dict[str, np.ndarray], fprs=(1e-3, 1e-2, 1e-1)) -> dict:
     """Score every pair (cosine of unit vectors) and compute the protocol's numbers."""
     scores = np.einsum("ij,ij->i", np.stack([embeddings[n] for n in pairs.left]),
@@ -120,9 +127,7 @@ def evaluate_lfw(root: str | Path, pipeline: FacePipeline, folds: int | None = N
     names = sorted(set(pairs.left) | set(pairs.right))
     t0 = time.perf_counter()
     images, faces, missing = detect_lfw_faces(root, names, pipeline.detector, show_progress)
-    emb, bs = pipeline.embedder, pipeline.batch_size
-    vecs = np.concatenate([emb.embed_crops(aligned_crops(emb, images, faces, names[i:i + bs]))
-                           for i in progress(range(0, len(names), bs), "embed", enabled=show_progress)])
+    vecs = embed_faces(pipeline.embedder, images, faces, names, pipeline.batch_size, show_progress)
     elapsed = time.perf_counter() - t0
     result = {
         "protocol": "LFW pairs.txt, 10-fold (threshold chosen on 9 folds, tested on the 10th)",

@@ -123,7 +123,7 @@ def read_dlib_net(path: str | Path) -> DlibNet:
         if name == "con_4":
             prm = s.tensor().ravel()
             nf, nr, nc, sy, sx, py, px = (s.int() for _ in range(7))
-            fshape, bshape = s.alias(), s.alias()
+            fshape, _ = s.alias(), s.alias()
             for _ in range(4):
                 s.float()
             nw = int(np.prod(fshape))
