@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.core.data import lfw_dir
+from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.plots import plot_roc, plot_similarity
 from faceforge.pipeline import FacePipeline
@@ -54,6 +55,8 @@ def run_demo(out: str | Path, models: tuple[str, ...] = ("sface", "dlib-r29"), d
         sim = emb @ emb.T
         plot_similarity(sim, names, out / f"similarity_{model}.png", f"{model}: cosine similarity")
         thr = pipe.embedder.threshold
+        if thr is None:
+            raise FaceForgeError(f"the demo decides same/different: {model} has no default threshold")
         person = {n: n.split("_")[0] for n in names}
         pairs = []
         for i in range(len(names)):

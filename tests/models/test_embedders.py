@@ -110,3 +110,16 @@ def test_sface_device_rules():
     assert create_embedder("sface", device="cpu").name == "sface"
     with pytest.raises(FaceForgeError):
         create_embedder("sface", device="cuda")  # CPU-only (or no CUDA here): a clear error either way
+
+
+def test_onnx_models_have_no_invented_threshold(tmp_path, face_jpg):
+    from typer.testing import CliRunner
+    from faceforge.cli.main import app
+    path = tmp_path / "rec.onnx"
+    _export(DlibResNet29().eval(), path)
+    assert create_embedder(f"onnx:{path}").threshold is None
+    res = CliRunner().invoke(app, ["verify", str(face_jpg), str(face_jpg), "--model", f"onnx:{path}", "--json"])
+    assert res.exit_code == 2 and "pass --threshold" in res.stdout
+    res = CliRunner().invoke(app, ["verify", str(face_jpg), str(face_jpg), "--model", f"onnx:{path}",
+                                   "--threshold", "0.5", "--json"])
+    assert res.exit_code == 0 and '"same_person": true' in res.stdout

@@ -112,6 +112,8 @@ def verify(a: Path, b: Path, detector: str = DetectorOpt, model: str = ModelOpt,
         _fail(exc, as_json)
     score = float(np.dot(ea, eb))
     thr = pipe.embedder.threshold if threshold is None else threshold
+    if thr is None:
+        _fail(FaceForgeError(f"{pipe.embedder.name} has no default threshold: pass --threshold"), as_json)
     res = {"a": str(a), "b": str(b), "model": pipe.embedder.name, "score": round(score, 4),
            "threshold": thr, "same_person": score >= thr}
     if as_json:

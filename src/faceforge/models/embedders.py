@@ -64,7 +64,7 @@ class Embedder:
     name = "base"
     dim = 0
     spec = InputSpec("arcface", 112)
-    threshold = 0.5  # same-person cosine threshold for verify decisions
+    threshold: float | None = None  # same-person cosine threshold, where one is known
 
     def __init__(self, flip: bool = False, batch_size: int = 64) -> None:
         self.flip = bool(flip)
