@@ -5,7 +5,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.evaluate.lfw import read_pairs
-from faceforge.evaluate.verification import auc, best_threshold, kfold_accuracy, roc, tpr_at_fpr
+from faceforge.evaluate.verification import (all_pairs_scores, auc, best_threshold, eer, kfold_accuracy, roc,
+                                             score_histograms, tpr_at_fpr)
 
 
 def data(n=2000, seed=0, ties=False):
@@ -102,3 +103,66 @@ def test_tpr_at_fpr_float32_and_integer_labels_match_float64():
     assert a == b
     with pytest.raises(FaceForgeError, match="4000 scores but 3999"):
         tpr_at_fpr(s, y[:-1])
+
+
+def _eer_from_sklearn(s, y):
+    """Crossing of FPR and FNR, walked segment by segment on sklearn's ROC."""
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    fnr = 1 - tpr
+    for i in range(1, len(fpr)):
+        if fpr[i] >= fnr[i]:
+            # segment (fpr[i-1], fnr[i-1]) → (fpr[i], fnr[i]) meets the line fpr = fnr
+            d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+            t = d0 / (d0 - d1) if d0 != d1 else 0.0
+            return fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
+    raise AssertionError("no crossing")
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_eer_matches_the_crossing_on_sklearns_roc(ties):
+    s, y = data(n=3000, ties=ties)
+    r = eer(s, y)
+    assert r["eer"] == pytest.approx(_eer_from_sklearn(s, y), abs=1e-12)
+    # the rate lies between the two error rates at the reported threshold's neighbours
+    fpr_at = (s[~y] >= r["threshold"]).mean()
+    fnr_at = (s[y] < r["threshold"]).mean()
+    assert min(fpr_at, fnr_at) - 1e-12 <= r["eer"] <= max(fpr_at, fnr_at) + 1e-12
+
+
+def test_eer_degenerate_and_hand_worked():
+    y = np.array([1, 1, 0, 0], bool)
+    assert eer(np.array([0.9, 0.8, 0.2, 0.1]), y)["eer"] == 0.0       # separable
+    assert eer(np.full(4, 0.5), y)["eer"] == pytest.approx(0.5)       # all scores equal
+    # one impostor above one genuine: FPR 0.5 meets FNR 0.5 at the middle threshold
+    assert eer(np.array([0.9, 0.3, 0.5, 0.1]), y)["eer"] == pytest.approx(0.5)
+    with pytest.raises(FaceForgeError, match="both classes"):
+        eer(np.array([0.1, 0.2]), np.array([1, 1]))
+
+
+def test_score_histograms_count_every_score_once():
+    s, y = data(n=1000)
+    h = score_histograms(s, y, bins=20)
+    assert sum(h["genuine"]) == y.sum() and sum(h["impostor"]) == (~y).sum()
+    assert h["genuine"] == np.histogram(s[y], np.array(h["edges"]))[0].tolist()
+    g, i = s[y], s[~y]
+    assert h["d_prime"] == pytest.approx(abs(g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2))
+    flat = score_histograms(np.full(4, 0.3), np.array([1, 0, 1, 0]), bins=4)
+    assert sum(flat["genuine"]) == 2 and flat["d_prime"] == float("inf")
+    with pytest.raises(FaceForgeError, match="both genuine and impostor"):
+        score_histograms(s, np.ones(len(s), bool))
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000])
+def test_all_pairs_scores_equal_the_full_matrix(block):
+    rng = np.random.default_rng(3)
+    e = rng.normal(size=(53, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    ids = rng.integers(0, 9, size=53).astype(str)
+    s, same = all_pairs_scores(e, ids, block=block)
+    i, j = np.triu_indices(53, k=1)
+    assert np.allclose(s, np.einsum("ij,ij->i", e[i], e[j]), atol=1e-6)
+    assert np.array_equal(same, ids[i] == ids[j])
+    with pytest.raises(FaceForgeError, match="at least two"):
+        all_pairs_scores(e[:1], ids[:1])
+    with pytest.raises(FaceForgeError, match="NaN"):
+        all_pairs_scores(np.r_[e[:-1], np.full((1, 8), np.nan, np.float32)], ids)

@@ -97,6 +97,14 @@ def embed_faces(embedder, images: dict[str, np.ndarray], faces: dict[str, Face],
                            for i in progress(range(0, len(names), batch_size), "embed", enabled=show_progress)])
 
 
+def embed_lfw_images(root: str | Path, names: list[str], pipeline: FacePipeline, show_progress: bool = True
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Embeddings of the named LFW images (rows follow `names`) under the no-face policy,
+    and the names in which no face was found."""
+    images, faces, missing = detect_lfw_faces(Path(root), names, pipeline.detector, show_progress)
+    return embed_faces(pipeline.embedder, images, faces, names, pipeline.batch_size, show_progress), missing
+
+
 def lfw_metrics(pairs: LfwPairs, embeddings: dict[str, np.ndarray], fprs=(1e-3, 1e-2, 1e-1)) -> dict:
     """Score every pair (cosine of unit vectors) and compute the protocol's numbers."""
     scores = np.einsum("ij,ij->i", np.stack([embeddings[n] for n in pairs.left]),
@@ -126,8 +134,7 @@ def evaluate_lfw(root: str | Path, pipeline: FacePipeline, folds: int | None = N
     pairs = subset_pairs(read_pairs(root / "pairs.txt"), folds)
     names = sorted(set(pairs.left) | set(pairs.right))
     t0 = time.perf_counter()
-    images, faces, missing = detect_lfw_faces(root, names, pipeline.detector, show_progress)
-    vecs = embed_faces(pipeline.embedder, images, faces, names, pipeline.batch_size, show_progress)
+    vecs, missing = embed_lfw_images(root, names, pipeline, show_progress)
     elapsed = time.perf_counter() - t0
     result = {
         "protocol": "LFW pairs.txt, 10-fold (threshold chosen on 9 folds, tested on the 10th)",

@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than tables: ROC curves, similarity matrices."""
+"""Pictures people would rather look at than tables: ROC curves, score distributions,
+error-versus-reject curves, similarity matrices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,14 +24,65 @@ def plot_roc(curves: dict[str, RocCurve], path: str | Path, title: str = "ROC") 
     """TPR against FPR on a log axis (the region verification systems operate in)."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, c in curves.items():
-        keep = c.fpr > 0
-        ax.plot(c.fpr[keep], c.tpr[keep], label=name, lw=1.6)
+        fpr, tpr = thin_roc(c)
+        keep = fpr > 0
+        ax.plot(fpr[keep], tpr[keep], label=name, lw=1.6)
     ax.set_xscale("log")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def thin_roc(c: RocCurve, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~2·points ROC vertices, log-spaced in FPR (a curve over tens of millions of
+    pairs has millions of vertices; the picture needs a few thousand). The step shape is
+    kept: for each grid FPR, the best TPR reached at or below it."""
+    if len(c.fpr) <= 2 * points:
+        return c.fpr, c.tpr
+    pos = c.fpr[c.fpr > 0]
+    grid = np.unique(np.r_[np.geomspace(pos.min(), 1.0, points), np.linspace(0, 1, points)])
+    idx = np.searchsorted(c.fpr, grid, side="right") - 1
+    return grid, np.maximum.accumulate(c.tpr)[idx]
+
+
+def plot_score_distributions(hists: dict[str, dict], path: str | Path, title: str = "score distributions",
+                             thresholds: dict[str, float] | None = None) -> None:
+    """Genuine (solid) and impostor (dashed) score densities from score_histograms()."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, h) in enumerate(hists.items()):
+        edges = np.asarray(h["edges"])
+        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        colour = f"C{i}"
+        for key, ls in (("genuine", "-"), ("impostor", "--")):
+            counts = np.asarray(h[key], dtype=float)
+            ax.plot(centres, counts / max(counts.sum(), 1) / width, ls, color=colour,
+                    label=f"{name} {key}" + (f" (d' {h['d_prime']:.2f})" if key == "genuine" else ""))
+        if thresholds and name in thresholds:
+            ax.axvline(thresholds[name], color=colour, alpha=0.5, lw=1)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_error_vs_reject(curves: dict[str, dict], path: str | Path, title: str = "error versus reject") -> None:
+    """FNMR against the fraction of lowest-quality pairs discarded; one line per quality
+    measure (and FMR), from error_vs_reject()."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, res in curves.items():
+        x = 100 * np.asarray(res["fractions"])
+        for j, (fmr, c) in enumerate(res["curves"].items()):
+            ax.plot(x, c["fnmr"], ["-", "--", ":"][j % 3], label=f"{name} @ FMR {fmr}")
+    ax.set_xlabel("lowest-quality pairs discarded (%)")
+    ax.set_ylabel("FNMR")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     _save(fig, path)
 
 

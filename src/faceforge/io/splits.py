@@ -31,6 +31,17 @@ def identity_split(root: str | Path, fractions: dict[str, float], seed: int = 0,
     return out
 
 
+def images_outside(root: str | Path, used: list[str]) -> list[str]:
+    """Every image (relative path, sorted) of the identities that `used` never mentions:
+    the identity-disjoint complement of the given splits."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FaceForgeError("not a folder of identity sub-folders", root)
+    taken = {p.split("/")[0] for p in used}
+    return [f"{d.name}/{f.name}" for d in sorted(root.iterdir()) if d.is_dir() and d.name not in taken
+            for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
+
+
 def verification_pairs(images: list[str], seed: int = 0, max_same_per_identity: int | None = None
                        ) -> list[tuple[str, str, bool]]:
     """Every same-identity pair (optionally capped per identity) and as many
