@@ -203,9 +203,7 @@ def verification_report(scores: np.ndarray, same: np.ndarray, fprs=DEFAULT_FPRS,
     """The standard numbers for one set of scored pairs (JSON-ready) and its ROC curve."""
     y = np.asarray(same).astype(bool)
     curve = roc(scores, y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unmeasurable FPRs are reported as NaN (null)
-        table = tpr_at_fpr(scores, y, fprs)
+    table = tpr_at_fpr(scores, y, fprs)  # unmeasurable FPRs: NaN, with a warning
     res = {"pairs": int(len(y)), "positives": int(y.sum()), "negatives": int((~y).sum()),
            "tpr_at_fpr": table, "eer": eer_from_roc(curve), "auc": auc(curve),
            "distributions": score_histograms(scores, y, bins=bins)}

@@ -77,23 +77,32 @@ class Embedder:
         """N×S×S×3 RGB uint8 → N×D raw embeddings."""
         raise NotImplementedError
 
-    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Aligned crops → N×D float32, L2-normalised (flip test: mean of both views)."""
+    def _check_crops(self, crops) -> np.ndarray:
         crops = np.asarray(crops)
         s = self.spec.size
         if crops.ndim != 4 or crops.shape[1:] != (s, s, 3) or crops.dtype != np.uint8:
             raise FaceForgeError(f"{self.name} expects N×{s}×{s}×3 uint8 crops, got "
                                  f"{crops.shape} {crops.dtype}")
+        return crops
+
+    def embed_raw(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Aligned crops → N×D float32 as the network outputs them (not normalised, no flip):
+        protocols such as IJB-C weight faces by the embedding norm."""
+        crops = self._check_crops(crops)
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            chunk = crops[i:i + self.batch_size]
-            emb = self._forward(chunk)
-            if self.flip:
-                emb = _l2n(emb) + _l2n(self._forward(np.ascontiguousarray(chunk[:, :, ::-1])))
-            out.append(emb)
-        return _l2n(np.concatenate(out))
+        return np.concatenate([self._forward(crops[i:i + self.batch_size]).astype(np.float32)
+                               for i in range(0, len(crops), self.batch_size)])
+
+    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Aligned crops → N×D float32, L2-normalised (flip test: mean of both views)."""
+        crops = self._check_crops(crops)
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        emb = self.embed_raw(crops)
+        if self.flip:
+            emb = _l2n(emb) + _l2n(self.embed_raw(np.ascontiguousarray(crops[:, :, ::-1])))
+        return _l2n(emb)
 
 
 @register_embedder("sface")
