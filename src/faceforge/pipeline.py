@@ -133,5 +133,39 @@ class FacePipeline:
         yield from flush()
 
 
+def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path, select: Select = "all",
+                 checkpoint_every: int = 256, show_progress: bool | None = None) -> dict:
+    """Embed every face of every image under `folder` into an embeddings Parquet. Resumable:
+    files already written (or logged as skipped) by an interrupted run are not redone.
+    The identity of an image is its first sub-folder under `folder`."""
+    from faceforge.core.progress import progress
+    from faceforge.io.embeddings import EmbeddingWriter
+    from faceforge.io.images import list_images
+
+    folder = Path(folder)
+    files = list_images(folder)
+    writer = EmbeddingWriter(output, chunk_size=checkpoint_every)
+    todo = [f for f in files if str(f) not in writer.done]
+    n_faces = n_skips = 0
+    root = folder if folder.is_dir() else folder.parent
+    with writer:
+        for rec in progress(pipeline.process_files(todo, select=select), "embedding", total=len(todo),
+                            enabled=show_progress):
+            if isinstance(rec, FaceRecord):
+                rel = Path(rec.path).relative_to(root)
+                writer.add({
+                    "path": rec.path, "identity": rel.parts[0] if len(rel.parts) > 1 else "",
+                    "face_index": rec.face_index, "box": rec.face.box.tolist(),
+                    "landmarks": rec.face.landmarks.ravel().tolist(), "det_score": rec.face.score,
+                    "detector": rec.face.detector, "model": pipeline.embedder.name,
+                    "embedding": rec.embedding.tolist()})
+                n_faces += 1
+            else:
+                writer.add_skip(rec.to_dict())
+                n_skips += 1
+    return {"output": str(output), "files": len(files), "already_done": len(files) - len(todo),
+            "new_files": len(todo), "faces_written": n_faces, "skipped": n_skips, "skip_log": str(writer.skips_path)}
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))

@@ -107,3 +107,25 @@ def test_malformed_protocol_files_are_named(ijb, tmp_path):
         read_ijb(bad)
     with pytest.raises(FaceForgeError, match="not found"):
         read_ijb(tmp_path / "nowhere")
+
+
+def test_cli_computes_then_reuses_features(ijb, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceforge.cli.main import app
+    out, _, proto, raw, raw_flip = ijb
+    runner = CliRunner()
+    args = ["eval", "ijbc", str(out), "--mode", "N0D0F0", "--mode", "N0D0F1", "--fpr", "0.1",
+            "--features", str(tmp_path / "f.npz"), "--out", str(tmp_path / "res"), "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, args)  # reads f.npz instead of embedding
+    res = json.loads(first.stdout)
+    assert json.loads(again.stdout)["modes"] == res["modes"]
+    ref, _ = evaluate_ijb(proto, raw, raw_flip, modes=("N0D0F0", "N0D0F1"), fprs=(0.1,))
+    for mode in ("N0D0F0", "N0D0F1"):
+        assert res["modes"][mode]["tpr_at_fpr"]["0.1"]["tpr"] == pytest.approx(ref["modes"][mode]["tpr_at_fpr"]["0.1"]["tpr"])
+        assert res["modes"][mode]["auc"] == pytest.approx(ref["modes"][mode]["auc"], abs=1e-6)
+    assert (tmp_path / "res" / "roc.png").is_file() and (tmp_path / "res" / "tpr_at_fpr_N0D0F1.csv").is_file()

@@ -133,40 +133,17 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
                                                help="faces per crash-safe part file"),
           as_json: bool = JsonOpt) -> None:
     """Embed every face in a folder into Parquet. Resumable: a rerun skips done files."""
-    from faceforge.core.progress import progress
-    from faceforge.io.embeddings import EmbeddingWriter
-    from faceforge.io.images import list_images
-    from faceforge.pipeline import FaceRecord
+    from faceforge.pipeline import embed_folder
     try:
-        files = list_images(folder)
-        pipe = _pipeline(detector, model, device, batch_size, flip)
-        writer = EmbeddingWriter(output, chunk_size=checkpoint_every)
+        res = embed_folder(_pipeline(detector, model, device, batch_size, flip), folder, output, select,
+                           checkpoint_every)
     except FaceForgeError as exc:
         _fail(exc, as_json)
-    todo = [f for f in files if str(f) not in writer.done]
-    n_faces = n_skips = 0
-    root = folder if folder.is_dir() else folder.parent
-    with writer:
-        for rec in progress(pipe.process_files(todo, select=select), "embedding", total=len(todo)):
-            if isinstance(rec, FaceRecord):
-                rel = Path(rec.path).relative_to(root)
-                writer.add({
-                    "path": rec.path, "identity": rel.parts[0] if len(rel.parts) > 1 else "",
-                    "face_index": rec.face_index, "box": rec.face.box.tolist(),
-                    "landmarks": rec.face.landmarks.ravel().tolist(), "det_score": rec.face.score,
-                    "detector": rec.face.detector, "model": pipe.embedder.name,
-                    "embedding": rec.embedding.tolist()})
-                n_faces += 1
-            else:
-                writer.add_skip(rec.to_dict())
-                n_skips += 1
-    res = {"output": str(output), "files": len(files), "already_done": len(files) - len(todo),
-           "faces_written": n_faces, "skipped": n_skips, "skip_log": str(writer.skips_path)}
     if as_json:
         _emit(res, True)
     else:
-        out.print(f"{n_faces} faces from {len(todo)} new files → {output} "
-                  f"({len(files) - len(todo)} already done, {n_skips} skipped: see {writer.skips_path})")
+        out.print(f"{res['faces_written']} faces from {res['new_files']} new files → {output} "
+                  f"({res['already_done']} already done, {res['skipped']} skipped: see {res['skip_log']})")
 
 
 @app.command()
@@ -236,6 +213,319 @@ def eval_lfw(root: Optional[Path] = typer.Option(None, "--root", help="LFW folde
                 *(f"{100 * t[k]['tpr']:.2f}" for k in ("0.001", "0.01", "0.1")),
                 str(res["no_face_found"]), str(res["ms_per_image"]))
     (err if json_out is None else out).print(tab)
+
+
+FprOpt = typer.Option(None, "--fpr", help="target FPRs (repeatable; default 1e-6 … 1e-1)")
+OutOpt = typer.Option(None, "--out", "-o", help="folder for metrics.json, CSV and PNG files")
+
+
+def _embeddings(source: Path, out_dir: Optional[Path], detector: str, model: str, device: str, batch_size: int):
+    """An embeddings Parquet as given, or a folder embedded first (one central face per image)
+    into OUT/embeddings-<folder>.parquet, resumable."""
+    from faceforge.evaluate.inputs import load_embedding_set
+    if source.is_dir():
+        import tempfile
+        from faceforge.pipeline import embed_folder
+        target = (out_dir or Path(tempfile.mkdtemp(prefix="faceforge-"))) / f"embeddings-{source.name}.parquet"
+        res = embed_folder(_pipeline(detector, model, device, batch_size), source, target, select="central")
+        err.print(f"embedded {res['faces_written']} new faces from {source} → {target} ({res['skipped']} skipped)")
+        source = target
+    return load_embedding_set(source)
+
+
+def _fprs(values: Optional[list[float]]) -> tuple[float, ...]:
+    from faceforge.evaluate.verification import DEFAULT_FPRS
+    return tuple(values) if values else DEFAULT_FPRS
+
+
+def _print_tpr(title: str, table: dict, extra: dict[str, str] | None = None) -> None:
+    tab = Table(title=title)
+    for k in table:
+        tab.add_column(f"TPR@{k}", justify="right")
+    for k in extra or {}:
+        tab.add_column(k, justify="right")
+    tab.add_row(*("-" if v["tpr"] != v["tpr"] else f"{100 * v['tpr']:.2f}" for v in table.values()),
+                *(extra or {}).values())
+    out.print(tab)
+
+
+@eval_app.command("verify")
+def eval_verify(embeddings: Path = typer.Argument(..., help="embeddings .parquet, or a folder of identity sub-folders"),
+                pairs: Optional[Path] = typer.Option(None, "--pairs", help="'a b 0|1' lines or LFW pairs.txt; "
+                                                     "default: every pair of images (all-pairs protocol)"),
+                on_missing: str = typer.Option("error", "--on-missing", help="error | drop: pairs naming an image "
+                                               "without an embedding"),
+                fpr: Optional[list[float]] = FprOpt, out_dir: Optional[Path] = OutOpt,
+                name: Optional[str] = typer.Option(None, "--name", help="method name in tables and plots"),
+                detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
+                batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+    """1:1 verification: TPR at FPR with thresholds, EER, AUC, ROC and score distributions."""
+    from faceforge.evaluate.inputs import match_pairs, read_pair_file
+    from faceforge.evaluate.outputs import json_ready, write_verification
+    from faceforge.evaluate.verification import all_pairs_scores, verification_report
+    try:
+        emb = _embeddings(embeddings, out_dir, detector, model, device, batch_size)
+        extra = {}
+        if pairs is None:
+            scores, same = all_pairs_scores(emb.vectors, emb.identities)
+            extra["protocol"] = "all pairs"
+        else:
+            idx = match_pairs(emb, read_pair_file(pairs))
+            if idx.missing and on_missing != "drop":
+                raise FaceForgeError(f"{len(idx.missing)} images in the pair list have no embedding "
+                                     f"(e.g. {idx.missing[0]}); --on-missing drop leaves those pairs out", pairs)
+            scores = np.einsum("ij,ij->i", emb.vectors[idx.a], emb.vectors[idx.b])
+            same = idx.same
+            extra = {"protocol": f"pair list {pairs}", "pairs_dropped_missing_image": len(idx.missing)}
+        report, curve = verification_report(scores, same, _fprs(fpr))
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    name = name or emb.source.stem
+    report = {"name": name, "embeddings": str(emb.source), **extra, **report}
+    if out_dir:
+        write_verification(out_dir, name, report, curve)
+    if as_json:
+        report.pop("distributions")
+        _emit(json_ready(report), True)
+    else:
+        _print_tpr(f"{name}: {report['pairs']:,} pairs ({report['positives']:,} genuine)", report["tpr_at_fpr"],
+                   {"EER %": f"{100 * report['eer']['eer']:.3f}", "AUC": f"{report['auc']:.5f}"})
+        if out_dir:
+            err.print(f"results → {out_dir}/")
+
+
+@eval_app.command("ijbc")
+def eval_ijbc(root: Path = typer.Argument(..., help="folder with loose_crop/ and meta/ (official layout)"),
+              target: str = typer.Option("IJBC", "--target", help="IJBC | IJBB (meta file prefix)"),
+              mode: Optional[list[str]] = typer.Option(None, "--mode", help="N?D?F? (repeatable; default all 8)"),
+              features: Optional[Path] = typer.Option(None, "--features", help="raw features .npz: read if it "
+                                                      "exists, else computed and written there"),
+              fpr: Optional[list[float]] = FprOpt, out_dir: Optional[Path] = OutOpt,
+              model: str = ModelOpt, device: str = DeviceOpt, batch_size: int = BatchOpt,
+              as_json: bool = JsonOpt) -> None:
+    """IJB-C 1:1 template verification: media then template pooling, N/D/F modes."""
+    from faceforge.core.files import atomic_write, atomic_write_json
+    from faceforge.evaluate.ijbc import MODES, embed_ijb, evaluate_ijb, read_ijb
+    from faceforge.evaluate.outputs import json_ready, write_tpr_table
+    from faceforge.evaluate.plots import plot_roc
+    try:
+        proto = read_ijb(root, target)
+        if features is not None and features.is_file():
+            with np.load(features, allow_pickle=False) as z:
+                raw, raw_flip = z["raw"], z["raw_flip"]
+            model_name = str(features)
+        else:
+            from faceforge.models.embedders import create_embedder
+            emb = create_embedder(model, device=device, batch_size=batch_size)
+            raw, raw_flip = embed_ijb(proto, emb, batch_size)
+            model_name = emb.name
+            if features is not None:
+                with atomic_write(features, "wb") as fh:
+                    np.savez(fh, raw=raw, raw_flip=raw_flip)
+        res, curves = evaluate_ijb(proto, raw, raw_flip, tuple(mode) if mode else MODES, _fprs(fpr))
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    res = {"name": f"{target} {model_name}", **res}
+    if out_dir:
+        atomic_write_json(out_dir / "metrics.json", json_ready(res))
+        for m, r in res["modes"].items():
+            write_tpr_table(out_dir / f"tpr_at_fpr_{m}.csv", r["tpr_at_fpr"])
+        plot_roc(curves, out_dir / "roc.png", f"{target} 1:1: {model_name}")
+    if as_json:
+        _emit(json_ready(res), True)
+    else:
+        tab = Table(title=f"{target} 1:1, {res['pairs']:,} template pairs: {model_name}")
+        tab.add_column("mode")
+        keys = list(next(iter(res["modes"].values()))["tpr_at_fpr"])
+        for k in keys:
+            tab.add_column(f"TPR@{k}", justify="right")
+        for m, r in res["modes"].items():
+            tab.add_row(m, *("-" if r["tpr_at_fpr"][k]["tpr"] != r["tpr_at_fpr"][k]["tpr"]
+                             else f"{100 * r['tpr_at_fpr'][k]['tpr']:.2f}" for k in keys))
+        out.print(tab)
+
+
+@eval_app.command("ident")
+def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .parquet (or folder)"),
+               gallery: Optional[Path] = typer.Option(None, "--gallery", help="enrolled embeddings: open-set "
+                                                      "TPIR at FPIR and the CMC"),
+               distractors: Optional[Path] = typer.Option(None, "--distractors", help="distractor embeddings: "
+                                                          "identification rate with distractors"),
+               fpir: Optional[list[float]] = typer.Option(None, "--fpir", help="target FPIRs / FPRs (repeatable)"),
+               max_rank: int = typer.Option(20, "--max-rank", min=1),
+               out_dir: Optional[Path] = OutOpt, detector: str = DetectorOpt, model: str = ModelOpt,
+               device: str = DeviceOpt, batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+    """Identification: open-set 1:N against a gallery, and/or the rate with distractors."""
+    from faceforge.core.files import atomic_write_json
+    from faceforge.evaluate.identification import cmc, identification_with_distractors, open_set_identification
+    from faceforge.evaluate.outputs import json_ready
+    from faceforge.evaluate.plots import plot_cmc
+    if gallery is None and distractors is None:
+        _fail(FaceForgeError("give --gallery (open-set 1:N), --distractors (rate with distractors) or both"), as_json)
+    res: dict = {}
+    try:
+        load = lambda p: _embeddings(p, out_dir, detector, model, device, batch_size)  # noqa: E731
+        q = load(probes)
+        res["probes"] = str(q.source)
+        if gallery is not None:
+            g = load(gallery)
+            fpirs = tuple(fpir) if fpir else (1e-3, 1e-2, 1e-1)
+            res["open_set"] = open_set_identification(g.vectors, g.identities, q.vectors, q.identities, fpirs,
+                                                      ranks=(1, 5, 10, max_rank))
+            curve = cmc(g.vectors, g.identities, q.vectors, q.identities, max_rank)
+            res["open_set"]["cmc_curve"] = curve.tolist()
+        if distractors is not None:
+            d = load(distractors)
+            fprs = tuple(fpir) if fpir else (0.5, 0.3, 0.1, 1e-2, 1e-3)
+            res["with_distractors"] = identification_with_distractors(q.vectors, q.identities, d.vectors, fprs)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if out_dir:
+        atomic_write_json(out_dir / "metrics.json", json_ready(res))
+        if "open_set" in res:
+            plot_cmc({q.source.stem: np.array(res["open_set"]["cmc_curve"])}, out_dir / "cmc.png")
+    if as_json:
+        _emit(json_ready(res), True)
+        return
+    if "open_set" in res:
+        o = res["open_set"]
+        tab = Table(title=f"open-set 1:N: {o['mated']} mated / {o['non_mated']} non-mated probes")
+        for k in o["tpir_at_fpir"]:
+            tab.add_column(f"TPIR@FPIR={k}", justify="right")
+        for r in o["cmc"]:
+            tab.add_column(f"rank-{r}", justify="right")
+        pct = lambda v: "-" if v != v else f"{100 * v:.2f}"  # noqa: E731
+        tab.add_row(*(pct(v["tpir"]) for v in o["tpir_at_fpir"].values()), *(pct(v) for v in o["cmc"].values()))
+        out.print(tab)
+    if "with_distractors" in res:
+        tab = Table(title="identification rate with distractors")
+        for col in ("FPR", "threshold", "TPR"):
+            tab.add_column(col, justify="right")
+        for k, v in res["with_distractors"].items():
+            tab.add_row(k, f"{v['threshold']:.4f}", f"{100 * v['tpr']:.2f}")
+        out.print(tab)
+
+
+@eval_app.command("topk")
+def eval_topk(queries: Path = typer.Argument(..., help="query embeddings .parquet (or folder)"),
+              gallery: Path = typer.Option(..., "--gallery", help="gallery embeddings .parquet (or folder)"),
+              k: Optional[list[int]] = typer.Option(None, "--k", help="K values (repeatable; default 1 and 3)"),
+              threshold: Optional[float] = typer.Option(None, "--threshold", help="accept decisions scoring ≥ this"),
+              target_precision: float = typer.Option(0.99, "--target-precision",
+                                                     help="also report the threshold reaching this precision"),
+              out_dir: Optional[Path] = OutOpt, detector: str = DetectorOpt, model: str = ModelOpt,
+              device: str = DeviceOpt, batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+    """Top-K majority-vote decisions: precision and recall, and the threshold for a target precision."""
+    from faceforge.core.files import atomic_write_json
+    from faceforge.evaluate.identification import topk_decisions
+    from faceforge.evaluate.outputs import json_ready
+    from faceforge.evaluate.plots import plot_precision_recall
+    res: dict = {"target_precision": target_precision, "k": {}}
+    curves = {}
+    try:
+        q = _embeddings(queries, out_dir, detector, model, device, batch_size)
+        g = _embeddings(gallery, out_dir, detector, model, device, batch_size)
+        for kk in k or [1, 3]:
+            dec = topk_decisions(g.vectors, g.identities, q.vectors, q.identities, kk)
+            entry = {"at_target_precision": dec.threshold_for_precision(target_precision)}
+            if threshold is not None:
+                entry["at_threshold"] = dec.at(threshold)
+            res["k"][str(kk)] = entry
+            curves[f"top-{kk}"] = dec
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if out_dir:
+        atomic_write_json(out_dir / "metrics.json", json_ready(res))
+        plot_precision_recall(curves, out_dir / "precision_recall.png")
+    if as_json:
+        _emit(json_ready(res), True)
+        return
+    tab = Table(title=f"top-K decisions, {len(q.paths)} queries, gallery {len(g.paths)}")
+    for col in ("K", "rule", "threshold", "accepted", "precision %", "recall %"):
+        tab.add_column(col, justify="right")
+    for kk, entry in res["k"].items():
+        for rule, r in entry.items():
+            tab.add_row(kk, rule.replace("_", " "), f"{r['threshold']:.4f}", str(r["accepted"]),
+                        "-" if r["precision"] != r["precision"] else f"{100 * r['precision']:.2f}",
+                        f"{100 * r['recall']:.2f}")
+    out.print(tab)
+
+
+@eval_app.command("erc")
+def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet with a per-image quality column"),
+             quality: list[str] = typer.Option(["det_score"], "--quality", help="quality column(s) to compare "
+                                               "(repeatable), e.g. quality, det_score"),
+             pairs: Optional[Path] = typer.Option(None, "--pairs", help="pair list; default every pair"),
+             fmr: Optional[list[float]] = typer.Option(None, "--fmr", help="FMRs fixing the threshold "
+                                                       "(repeatable; default 1e-3 and 1e-4)"),
+             out_dir: Optional[Path] = OutOpt, as_json: bool = JsonOpt) -> None:
+    """Error versus reject: FNMR as the lowest-quality pairs are discarded, with pAUC."""
+    from faceforge.core.files import atomic_write_json
+    from faceforge.evaluate.erc import error_vs_reject
+    from faceforge.evaluate.inputs import load_embedding_set, match_pairs, read_pair_file
+    from faceforge.evaluate.outputs import json_ready
+    from faceforge.evaluate.plots import plot_error_vs_reject
+    from faceforge.evaluate.verification import all_pairs_scores
+    res: dict = {"embeddings": str(embeddings), "qualities": {}}
+    try:
+        emb = load_embedding_set(embeddings)
+        qs = {name: emb.column(name) for name in quality}
+        if pairs is None:
+            scores, same, qmins = all_pairs_scores(emb.vectors, emb.identities, quality=list(qs.values()))
+        else:
+            idx = match_pairs(emb, read_pair_file(pairs))
+            if idx.missing:
+                raise FaceForgeError(f"{len(idx.missing)} images in the pair list have no embedding "
+                                     f"(e.g. {idx.missing[0]})", pairs)
+            scores = np.einsum("ij,ij->i", emb.vectors[idx.a], emb.vectors[idx.b])
+            same = idx.same
+            qmins = [np.minimum(v[idx.a], v[idx.b]) for v in qs.values()]
+        for name, qm in zip(qs, qmins):
+            res["qualities"][name] = error_vs_reject(scores, same, qm, qm, tuple(fmr) if fmr else (1e-3, 1e-4))
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if out_dir:
+        atomic_write_json(out_dir / "metrics.json", json_ready(res))
+        plot_error_vs_reject(res["qualities"], out_dir / "erc.png")
+    if as_json:
+        _emit(json_ready(res), True)
+        return
+    tab = Table(title="error versus reject (FNMR at a fixed FMR threshold; lower pAUC is better)")
+    for col in ("quality", "FMR", "FNMR all", "FNMR −10 %", "pAUC 20 %", "pAUC 100 %"):
+        tab.add_column(col, justify="right")
+    for name, r in res["qualities"].items():
+        fr = r["fractions"]
+        i10 = min(range(len(fr)), key=lambda i: abs(fr[i] - 0.1))
+        for f, c in r["curves"].items():
+            tab.add_row(name, f, f"{c['fnmr'][0]:.4f}", f"{c['fnmr'][i10]:.4f}", f"{c['pauc_20']:.5f}",
+                        f"{c['pauc_100']:.5f}")
+    out.print(tab)
+
+
+@eval_app.command("compare")
+def eval_compare(results: list[Path] = typer.Argument(..., help="result JSON files (any faceforge eval or bench)"),
+                 fpr: Optional[list[str]] = typer.Option(None, "--fpr", help="columns to show, e.g. 1e-06"),
+                 md: bool = typer.Option(False, "--markdown", help="print a Markdown table"),
+                 as_json: bool = JsonOpt) -> None:
+    """Side-by-side TPR@FPR table: rows = methods, columns = FPRs."""
+    from faceforge.evaluate.compare import compare, markdown
+    from faceforge.evaluate.outputs import json_ready
+    try:
+        cols, rows = compare(results, fpr)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(json_ready({"fprs": cols, "rows": {n: dict(zip(cols, v)) for n, v in rows}}), True)
+    elif md:
+        out.print(markdown(cols, rows), markup=False, highlight=False, soft_wrap=True)
+    else:
+        tab = Table(title="TPR (%) at FPR")
+        tab.add_column("method")
+        for c in cols:
+            tab.add_column(c, justify="right")
+        for n, vals in rows:
+            tab.add_row(n, *("-" if v is None or v != v else f"{100 * v:.2f}" for v in vals))
+        out.print(tab)
 
 
 @app.command()

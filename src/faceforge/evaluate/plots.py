@@ -86,6 +86,39 @@ def plot_error_vs_reject(curves: dict[str, dict], path: str | Path, title: str =
     _save(fig, path)
 
 
+def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC") -> None:
+    """Identification rate against rank (rank 1 first)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in curves.items():
+        ax.plot(np.arange(1, len(c) + 1), 100 * np.asarray(c), "o-", ms=3, label=name)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def plot_precision_recall(decisions: dict, path: str | Path, title: str = "top-K decisions") -> None:
+    """Precision and recall as the acceptance threshold rises, one line pair per K
+    (decisions: name → identification.TopKDecisions)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, d) in enumerate(decisions.items()):
+        s = np.sort(d.score[np.isfinite(d.score)])
+        if len(s) == 0:
+            continue
+        grid = np.unique(np.quantile(s, np.linspace(0, 1, 200)))
+        pr = [d.at(t) for t in grid]
+        ax.plot(grid, [100 * r["precision"] for r in pr], "-", color=f"C{i}", label=f"{name} precision")
+        ax.plot(grid, [100 * r["recall"] for r in pr], "--", color=f"C{i}", label=f"{name} recall")
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("%")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def plot_similarity(matrix: np.ndarray, labels: list[str], path: str | Path,
                     title: str = "cosine similarity") -> None:
     n = len(labels)

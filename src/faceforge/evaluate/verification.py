@@ -169,10 +169,11 @@ def score_histograms(scores: np.ndarray, labels: np.ndarray, bins: int = 100,
             "genuine_mean": float(gm), "impostor_mean": float(im)}
 
 
-def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray, block: int = 1024
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray, block: int = 1024,
+                     quality: list[np.ndarray] | None = None):
     """Cosine of every unordered pair i < j of unit vectors and whether it is a same-identity
-    pair, computed in row blocks: memory is the output plus one block × N slab, never N × N."""
+    pair, computed in row blocks: memory is the output plus one block × N slab, never N × N.
+    With `quality` (per-image arrays), also each pair's quality, the lower of its two."""
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
     ids = np.asarray(identities)
     n = len(e)
@@ -182,20 +183,27 @@ def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray, block: int 
         raise FaceForgeError("all-pairs scoring needs at least two embeddings")
     if not np.isfinite(e).all():
         raise FaceForgeError("embeddings contain NaN or infinity")
+    qs = [np.asarray(q, dtype=np.float64) for q in quality or []]
+    if any(q.shape != (n,) for q in qs):
+        raise FaceForgeError(f"each quality array needs one value per embedding ({n})")
     _, codes = np.unique(ids, return_inverse=True)
     total = n * (n - 1) // 2
     scores = np.empty(total, dtype=np.float32)
     same = np.empty(total, dtype=bool)
+    qmin = [np.empty(total, dtype=np.float64) for _ in qs]
     pos = 0
     for a in range(0, n, block):
         b = min(a + block, n)
         slab = e[a:b] @ e[a:].T  # rows a..b against columns a..n
         for r in range(b - a):
-            m = n - (a + r) - 1  # columns to the right of the diagonal
+            i = a + r
+            m = n - i - 1  # columns to the right of the diagonal
             scores[pos:pos + m] = slab[r, r + 1:]
-            same[pos:pos + m] = codes[a + r + 1:] == codes[a + r]
+            same[pos:pos + m] = codes[i + 1:] == codes[i]
+            for q, out in zip(qs, qmin):
+                np.minimum(q[i + 1:], q[i], out=out[pos:pos + m])
             pos += m
-    return scores, same
+    return (scores, same, qmin) if quality is not None else (scores, same)
 
 
 def verification_report(scores: np.ndarray, same: np.ndarray, fprs=DEFAULT_FPRS,

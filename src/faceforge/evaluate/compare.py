@@ -1,0 +1,53 @@
+"""Side-by-side TPR@FPR tables from result JSON files: rows = methods, columns = FPRs, the
+layout verification papers and the reference documents use."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from faceforge.core.errors import FaceForgeError
+
+
+def tpr_rows(obj, prefix: str = "") -> dict[str, dict[str, float | None]]:
+    """Every 'tpr_at_fpr' table found in a result, named by its 'method'/'name' field or
+    by where it sits (e.g. 'modes/N0D0F1')."""
+    rows: dict[str, dict[str, float | None]] = {}
+    if isinstance(obj, dict):
+        table = obj.get("tpr_at_fpr")
+        if isinstance(table, dict):
+            label = obj.get("method") or obj.get("name") or prefix.strip("/") or "result"
+            rows[str(label)] = {k: (v.get("tpr") if isinstance(v, dict) else v) for k, v in table.items()}
+        for k, v in obj.items():
+            if k != "tpr_at_fpr":
+                rows.update(tpr_rows(v, f"{prefix}/{k}"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            rows.update(tpr_rows(v, f"{prefix}/{i}"))
+    return rows
+
+
+def compare(files: list[str | Path], fprs: list[str] | None = None) -> tuple[list[str], list[tuple[str, list]]]:
+    """(column FPRs, [(row name, TPRs or None)]) over all files; row names get the file's
+    stem when several files are compared."""
+    rows: list[tuple[str, dict]] = []
+    for f in map(Path, files):
+        try:
+            obj = json.loads(f.read_text())
+        except (OSError, ValueError) as exc:
+            raise FaceForgeError(f"cannot read result JSON: {exc}", f) from None
+        found = tpr_rows(obj)
+        if not found:
+            raise FaceForgeError("no 'tpr_at_fpr' table in this file", f)
+        for name, table in found.items():
+            rows.append((f"{f.stem}: {name}" if len(files) > 1 else name, table))
+    cols = fprs or sorted({k for _, t in rows for k in t}, key=float)
+    return cols, [(name, [t.get(c) for c in cols]) for name, t in rows]
+
+
+def markdown(cols: list[str], rows: list[tuple[str, list]]) -> str:
+    def cell(v):
+        return "-" if v is None or v != v else f"{100 * v:.2f}"
+    lines = ["| method | " + " | ".join(f"TPR@FPR={c}" for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    lines += [f"| {name} | " + " | ".join(cell(v) for v in vals) + " |" for name, vals in rows]
+    return "\n".join(lines)
