@@ -1,5 +1,6 @@
 """Samplers, class balancing, augmentations, dataset preparation, splits and export."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,15 @@ def test_imprinting_sets_centres_to_normalised_class_means():
     assert torch.equal(pfc.weight.data, means)
     with pytest.raises(FaceForgeError, match="no images"):
         class_mean_embeddings(Tiny(), data, 4, pre)
+
+
+def test_committed_lfw_allpairs_list_is_the_complement_of_train_and_val(lfw_root):
+    """bench/data/lfw_split/allpairs_test.txt regenerates exactly and shares no identity
+    with the training or validation split."""
+    from faceforge.io.splits import images_outside
+    split = Path(__file__).resolve().parents[2] / "bench" / "data" / "lfw_split"
+    used = (split / "train.txt").read_text().split() + (split / "val.txt").read_text().split()
+    committed = (split / "allpairs_test.txt").read_text().split()
+    assert images_outside(lfw_root / "images", used) == committed
+    assert not {p.split("/")[0] for p in used} & {p.split("/")[0] for p in committed}
+    assert set((split / "test.txt").read_text().split()) <= set(committed)
