@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +14,9 @@ from sklearn.metrics import roc_curve
 
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.verification import DEFAULT_FPRS, tpr_at_fpr
+from measure import measured  # bench/measure.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def measured(fn, *args):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out = fn(*args)
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, dt, peak
 
 
 def sklearn_tpr(scores, labels):

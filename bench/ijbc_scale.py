@@ -9,8 +9,6 @@ measured in the same run on the same features. Writes bench/results/ijbc_scale.j
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.ijbc import image_features, pair_scores, template_features
 from faceforge.evaluate.verification import tpr_at_fpr
+from measure import measured  # bench/measure.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,26 +57,16 @@ def loop_pooling(feats, templates, medias):
     return uniq, out
 
 
-def timed(fn, *args):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    res = fn(*args)
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return res, dt, peak
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     args = ap.parse_args()
     raw, flip, det, templates, medias, pairs, labels = synthetic(args.scale)
     feats = image_features(raw, flip, det, "N0D0F1")
-    (tids, tf), t_pool, m_pool = timed(template_features, feats, templates, medias)
-    scores, t_score, m_score = timed(pair_scores, tids, tf, pairs)
-    table, t_tpr, _ = timed(tpr_at_fpr, scores, labels)
-    (lt, lf), t_loop, _ = timed(loop_pooling, feats, templates, medias)
+    (tids, tf), t_pool, m_pool = measured(template_features, feats, templates, medias)
+    scores, t_score, m_score = measured(pair_scores, tids, tf, pairs)
+    table, t_tpr, _ = measured(tpr_at_fpr, scores, labels)
+    (lt, lf), t_loop, _ = measured(loop_pooling, feats, templates, medias)
     assert np.array_equal(lt, tids)
     diff = float(np.abs(lf - tf).max())
     res = {

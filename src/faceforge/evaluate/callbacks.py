@@ -6,32 +6,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceforge.core.errors import FaceForgeError
+from faceforge.evaluate.inputs import read_pair_file
 from faceforge.evaluate.verification import kfold_accuracy
 from faceforge.io.images import load_image
-
-
-def read_pair_list(path: str | Path) -> list[tuple[str, str, bool]]:
-    """Lines 'path_a path_b same' (same = 1 or 0); paths relative to the list's root."""
-    path = Path(path)
-    pairs = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 3 or parts[2] not in ("0", "1"):
-            raise FaceForgeError(f"line {n}: expected 'path_a path_b 0|1'", path)
-        pairs.append((parts[0], parts[1], parts[2] == "1"))
-    if not pairs:
-        raise FaceForgeError("no pairs in the list", path)
-    return pairs
 
 
 class VerificationCallback:
     """10-fold accuracy (folds by pair index) of the backbone on aligned image pairs."""
 
     def __init__(self, pairs_file: str | Path, root: str | Path, prefix: str = "val", batch_size: int = 64) -> None:
-        self.pairs = read_pair_list(pairs_file)
+        self.pairs = read_pair_file(pairs_file)
         self.root, self.prefix, self.batch_size = Path(root), prefix, batch_size
         self.names = sorted({p for a, b, _ in self.pairs for p in (a, b)})
         self._images = np.stack([load_image(self.root / n) for n in self.names])

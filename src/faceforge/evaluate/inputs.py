@@ -84,18 +84,20 @@ class PairIndex:
 
 
 def read_pair_file(path: str | Path) -> list[tuple[str, str, bool]]:
-    """'a b label' lines (label 1 = same person) or LFW's official pairs.txt."""
+    """'a b label' lines (label 1 = same person; '#' starts a comment line) or LFW's
+    official pairs.txt."""
     path = Path(path)
     try:
-        lines = [l.split() for l in path.read_text().splitlines() if l.strip()]
+        lines = [(n, l.split()) for n, l in enumerate(path.read_text().splitlines(), 1)
+                 if l.strip() and not l.startswith("#")]
     except OSError as exc:
         raise FaceForgeError(f"cannot read pair list: {exc}", path) from None
-    if lines and len(lines[0]) == 2 and all(t.isdigit() for t in lines[0]):
+    if lines and len(lines[0][1]) == 2 and all(t.isdigit() for t in lines[0][1]):
         from faceforge.evaluate.lfw import read_pairs
         p = read_pairs(path)
         return list(zip(p.left, p.right, p.same.tolist()))
     pairs = []
-    for n, parts in enumerate(lines, 1):
+    for n, parts in lines:
         if len(parts) != 3 or parts[2] not in ("0", "1"):
             raise FaceForgeError(f"line {n}: expected 'image_a image_b 0|1', got {' '.join(parts)!r}", path)
         pairs.append((parts[0], parts[1], parts[2] == "1"))

@@ -14,6 +14,15 @@ from faceforge.core.files import atomic_write  # noqa: E402
 from faceforge.evaluate.verification import RocCurve  # noqa: E402
 
 
+def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, **legend) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**legend)
+    _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> None:
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
@@ -28,12 +37,7 @@ def plot_roc(curves: dict[str, RocCurve], path: str | Path, title: str = "ROC") 
         keep = fpr > 0
         ax.plot(fpr[keep], tpr[keep], label=name, lw=1.6)
     ax.set_xscale("log")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    _save(fig, path)
+    _finish(fig, ax, path, "false positive rate", "true positive rate", title, loc="lower right")
 
 
 def thin_roc(c: RocCurve, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -62,12 +66,7 @@ def plot_score_distributions(hists: dict[str, dict], path: str | Path, title: st
                     label=f"{name} {key}" + (f" (d' {h['d_prime']:.2f})" if key == "genuine" else ""))
         if thresholds and name in thresholds:
             ax.axvline(thresholds[name], color=colour, alpha=0.5, lw=1)
-    ax.set_xlabel("cosine similarity")
-    ax.set_ylabel("density")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
+    _finish(fig, ax, path, "cosine similarity", "density", title, fontsize=7)
 
 
 def plot_error_vs_reject(curves: dict[str, dict], path: str | Path, title: str = "error versus reject") -> None:
@@ -78,12 +77,7 @@ def plot_error_vs_reject(curves: dict[str, dict], path: str | Path, title: str =
         x = 100 * np.asarray(res["fractions"])
         for j, (fmr, c) in enumerate(res["curves"].items()):
             ax.plot(x, c["fnmr"], ["-", "--", ":"][j % 3], label=f"{name} @ FMR {fmr}")
-    ax.set_xlabel("lowest-quality pairs discarded (%)")
-    ax.set_ylabel("FNMR")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
+    _finish(fig, ax, path, "lowest-quality pairs discarded (%)", "FNMR", title, fontsize=7)
 
 
 def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC") -> None:
@@ -91,12 +85,7 @@ def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, title: str = "CMC"
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         ax.plot(np.arange(1, len(c) + 1), 100 * np.asarray(c), "o-", ms=3, label=name)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
-    _save(fig, path)
+    _finish(fig, ax, path, "rank", "identification rate (%)", title, loc="lower right")
 
 
 def plot_precision_recall(decisions: dict, path: str | Path, title: str = "top-K decisions") -> None:
@@ -111,12 +100,7 @@ def plot_precision_recall(decisions: dict, path: str | Path, title: str = "top-K
         pr = [d.at(t) for t in grid]
         ax.plot(grid, [100 * r["precision"] for r in pr], "-", color=f"C{i}", label=f"{name} precision")
         ax.plot(grid, [100 * r["recall"] for r in pr], "--", color=f"C{i}", label=f"{name} recall")
-    ax.set_xlabel("threshold")
-    ax.set_ylabel("%")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
+    _finish(fig, ax, path, "threshold", "%", title, fontsize=7)
 
 
 def plot_similarity(matrix: np.ndarray, labels: list[str], path: str | Path,
