@@ -166,3 +166,35 @@ def test_all_pairs_scores_equal_the_full_matrix(block):
         all_pairs_scores(e[:1], ids[:1])
     with pytest.raises(FaceForgeError, match="NaN"):
         all_pairs_scores(np.r_[e[:-1], np.full((1, 8), np.nan, np.float32)], ids)
+
+
+def test_training_callback_reads_the_shared_pair_format(tmp_path, lfw_root):
+    """The per-epoch verification callback: comments allowed, errors name the file and line,
+    accuracy equals kfold_accuracy on the same cosines."""
+    import torch
+    from PIL import Image
+
+    from faceforge.evaluate.callbacks import VerificationCallback
+    from faceforge.models.backbones import create_backbone
+    from faceforge.train.trainer import arcface_preprocess
+    names = []
+    for person in ("Ariel_Sharon", "Colin_Powell"):
+        for k in (1, 2, 3):
+            src = lfw_root / "images" / person / f"{person}_{k:04d}.jpg"
+            (tmp_path / person).mkdir(exist_ok=True)
+            Image.open(src).resize((112, 112)).save(tmp_path / person / src.name)
+            names.append(f"{person}/{src.name}")
+    lines = ["# same, then different"] + [f"{names[i]} {names[j]} {int(i // 3 == j // 3)}"
+                                            for i in range(6) for j in range(i + 1, 6)]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    net = create_backbone("mbf", num_features=64).eval()
+    cb = VerificationCallback(tmp_path / "pairs.txt", tmp_path, batch_size=4)
+    res = cb.evaluate(net, arcface_preprocess, "cpu")
+    emb = cb.embed(net, arcface_preprocess, "cpu")
+    scores = np.array([emb[a] @ emb[b] for a, b, _ in cb.pairs])
+    same = np.array([s for _, _, s in cb.pairs])
+    assert res["val_acc"] == pytest.approx(kfold_accuracy(scores, same, np.arange(15) % 10)["accuracy_mean"])
+    (tmp_path / "bad.txt").write_text("# header\na b 2\n")
+    with pytest.raises(FaceForgeError, match="bad.txt.*line 2"):
+        VerificationCallback(tmp_path / "bad.txt", tmp_path)
