@@ -27,6 +27,8 @@ bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/lfw.py --dlib-detector
 	$(PY) bench/eval.py
+	$(PY) bench/lfw_allpairs.py
+	$(PY) bench/ijbc_scale.py
 	$(PY) bench/train.py
 	$(PY) bench/train_lfw.py --recipe scratch
 	$(PY) bench/train_lfw.py --recipe dlib-finetune

@@ -60,9 +60,10 @@ def test_pooling_and_scores_match_reference_loops(ijb, mode):
     tids, tf = template_features(f, proto.templates, proto.medias)
     ref = reference_template_features(f.astype(np.float64), proto.templates, proto.medias)
     assert list(tids) == sorted(ref) and np.allclose(tf, np.stack([ref[t] for t in tids]), atol=1e-5)
-    scores = pair_scores(tids, tf, proto.pairs, chunk=7)
     brute = [float(ref[a] @ ref[b]) for a, b in proto.pairs]
-    assert np.allclose(scores, brute, atol=1e-5)
+    for method in ("gather", "blocks"):
+        scores = pair_scores(tids, tf, proto.pairs, method=method, chunk=7, block=5)
+        assert np.allclose(scores, brute, atol=1e-5)
 
 
 def test_end_to_end_table(ijb):
