@@ -171,3 +171,18 @@ def test_topk_decisions_equal_the_per_query_rule():
         ident, score = topk_decision(gl[o].tolist(), sims[i, o].tolist(), 3)
         assert dec.identity[i] == ident
         assert (score is None and np.isnan(dec.score[i])) or dec.score[i] == pytest.approx(score)
+
+
+def test_threshold_for_precision_degenerate():
+    g = np.array([unit(0), unit(90)])
+    gl = np.array(["A", "B"])
+    # every decision wrong: no threshold reaches any positive precision
+    dec = topk_decisions(g, gl, np.array([unit(1), unit(89)]), np.array(["B", "A"]), k=1)
+    with pytest.warns(UserWarning, match="no threshold reaches"):
+        r = dec.threshold_for_precision(0.5)
+    assert np.isnan(r["threshold"]) and r["recall"] == 0.0
+    # all scores tied, one right and one wrong: tied decisions are accepted together
+    dec = topk_decisions(g, gl, np.array([unit(10), unit(80)]), np.array(["A", "A"]), k=1)
+    assert dec.threshold_for_precision(0.5)["accepted"] == 2
+    with pytest.warns(UserWarning):
+        dec.threshold_for_precision(0.9)

@@ -162,6 +162,11 @@ def test_all_pairs_scores_equal_the_full_matrix(block):
     i, j = np.triu_indices(53, k=1)
     assert np.allclose(s, np.einsum("ij,ij->i", e[i], e[j]), atol=1e-6)
     assert np.array_equal(same, ids[i] == ids[j])
+    q = rng.uniform(size=53)
+    s2, same2, (qmin,) = all_pairs_scores(e, ids, block=block, quality=[q])
+    assert np.array_equal(s2, s) and np.array_equal(same2, same) and np.array_equal(qmin, np.minimum(q[i], q[j]))
+    with pytest.raises(FaceForgeError, match="one value per embedding"):
+        all_pairs_scores(e, ids, quality=[q[:-1]])
     with pytest.raises(FaceForgeError, match="at least two"):
         all_pairs_scores(e[:1], ids[:1])
     with pytest.raises(FaceForgeError, match="NaN"):
