@@ -357,7 +357,7 @@ def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .
                device: str = DeviceOpt, batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
     """Identification: open-set 1:N against a gallery, and/or the rate with distractors."""
     from faceforge.core.files import atomic_write_json
-    from faceforge.evaluate.identification import cmc, identification_with_distractors, open_set_identification
+    from faceforge.evaluate.identification import identification_with_distractors, open_set_identification
     from faceforge.evaluate.outputs import json_ready
     from faceforge.evaluate.plots import plot_cmc
     if gallery is None and distractors is None:
@@ -370,10 +370,12 @@ def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .
         if gallery is not None:
             g = load(gallery)
             fpirs = tuple(fpir) if fpir else (1e-3, 1e-2, 1e-1)
-            res["open_set"] = open_set_identification(g.vectors, g.identities, q.vectors, q.identities, fpirs,
-                                                      ranks=(1, 5, 10, max_rank))
-            curve = cmc(g.vectors, g.identities, q.vectors, q.identities, max_rank)
-            res["open_set"]["cmc_curve"] = curve.tolist()
+            # one pass gives every rank: the table shows 1, 5, 10 and max_rank, the curve 1..max_rank
+            o = open_set_identification(g.vectors, g.identities, q.vectors, q.identities, fpirs,
+                                        ranks=range(1, max(max_rank, 10) + 1))
+            o["cmc_curve"] = [o["cmc"][str(r)] for r in range(1, max_rank + 1)]
+            o["cmc"] = {str(r): o["cmc"][str(r)] for r in (1, 5, 10, max_rank)}
+            res["open_set"] = o
         if distractors is not None:
             d = load(distractors)
             fprs = tuple(fpir) if fpir else (0.5, 0.3, 0.1, 1e-2, 1e-3)

@@ -28,7 +28,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.evaluate.verification import thresholds_at_fpr
 
 
-def _unit_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
+def _checked_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or (dim is not None and len(x) and x.shape[1] != dim):
         raise FaceForgeError(f"{what}: expected an N×{dim or 'D'} matrix, got shape {x.shape}")
@@ -74,8 +74,8 @@ def probe_scores(gallery: np.ndarray, gallery_labels, probes: np.ndarray, probe_
                  block: int = 2048) -> ProbeScores:
     """Best score per gallery identity for each probe, reduced to mate / best non-mate / rank.
     Probes go in blocks, so memory is block × gallery, never probes × gallery."""
-    g = _unit_matrix(gallery, "gallery")
-    p = _unit_matrix(probes, "probes", g.shape[1])
+    g = _checked_matrix(gallery, "gallery")
+    p = _checked_matrix(probes, "probes", g.shape[1])
     gl, pl = np.asarray(gallery_labels), np.asarray(probe_labels)
     if len(g) != len(gl) or len(p) != len(pl):
         raise FaceForgeError(f"{len(g)} gallery vectors / {len(gl)} labels, {len(p)} probes / {len(pl)} labels")
@@ -104,12 +104,17 @@ def probe_scores(gallery: np.ndarray, gallery_labels, probes: np.ndarray, probe_
     return ProbeScores(mated, mate, nonmate, rank)
 
 
-def open_set_identification(gallery: np.ndarray, gallery_labels, probes: np.ndarray, probe_labels,
-                            fpirs=(1e-3, 1e-2, 1e-1), ranks=(1, 5, 10)) -> dict:
-    """TPIR at FPIR (rank 1, threshold rule of tpr_at_fpr) and the CMC of the mated probes."""
-    ps = probe_scores(gallery, gallery_labels, probes, probe_labels)
+def _enrolled(ps: ProbeScores) -> ProbeScores:
     if not ps.mated.any():
         raise FaceForgeError("no probe's identity is enrolled in the gallery: nothing to identify")
+    return ps
+
+
+def open_set_identification(gallery: np.ndarray, gallery_labels, probes: np.ndarray, probe_labels,
+                            fpirs=(1e-3, 1e-2, 1e-1), ranks=(1, 5, 10)) -> dict:
+    """TPIR at FPIR (rank 1, threshold rule of tpr_at_fpr) and the CMC at `ranks` of the
+    mated probes."""
+    ps = _enrolled(probe_scores(gallery, gallery_labels, probes, probe_labels))
     mate, nonmate = ps.mate[ps.mated], ps.nonmate[ps.mated]
     hit = mate > nonmate
     res = {"probes": int(len(ps.mated)), "mated": int(ps.mated.sum()), "non_mated": int((~ps.mated).sum()),
@@ -120,16 +125,14 @@ def open_set_identification(gallery: np.ndarray, gallery_labels, probes: np.ndar
     else:
         thrs = thresholds_at_fpr(ps.nonmate[~ps.mated], fpirs)
     res["tpir_at_fpir"] = {
-        f"{f:g}": {"threshold": t, "tpir": float(np.mean(hit & (mate > t))) if np.isfinite(t) or t == -np.inf
-                   else float("nan")} for f, t in thrs.items()}
+        f"{f:g}": {"threshold": t, "tpir": float("nan") if np.isnan(t) else float(np.mean(hit & (mate > t)))}
+        for f, t in thrs.items()}
     return res
 
 
 def cmc(gallery: np.ndarray, gallery_labels, probes: np.ndarray, probe_labels, max_rank: int = 20) -> np.ndarray:
     """Identification rate at ranks 1..max_rank over the mated probes (ties count against)."""
-    ps = probe_scores(gallery, gallery_labels, probes, probe_labels)
-    if not ps.mated.any():
-        raise FaceForgeError("no probe's identity is enrolled in the gallery: nothing to identify")
+    ps = _enrolled(probe_scores(gallery, gallery_labels, probes, probe_labels))
     r = ps.rank[ps.mated]
     return np.array([np.mean(r <= k) for k in range(1, max_rank + 1)])
 
@@ -185,8 +188,8 @@ class TopKDecisions:
 def topk_decisions(gallery: np.ndarray, gallery_labels, queries: np.ndarray, query_labels, k: int,
                    block: int = 2048) -> TopKDecisions:
     """SPEC §9 decisions for every query; queries go in blocks (memory block × gallery)."""
-    g = _unit_matrix(gallery, "gallery")
-    q = _unit_matrix(queries, "queries", g.shape[1])
+    g = _checked_matrix(gallery, "gallery")
+    q = _checked_matrix(queries, "queries", g.shape[1])
     gl, ql = np.asarray(gallery_labels), np.asarray(query_labels)
     if len(g) != len(gl) or len(q) != len(ql):
         raise FaceForgeError(f"{len(g)} gallery vectors / {len(gl)} labels, {len(q)} queries / {len(ql)} labels")

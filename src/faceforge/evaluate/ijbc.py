@@ -50,9 +50,6 @@ class IjbProtocol:
     pairs: np.ndarray          # P×2 int64 template ids
     labels: np.ndarray         # P bool
 
-    def meta(self, kind: str) -> Path:
-        return meta_path(self.root, self.target, kind)
-
 
 def meta_path(root: str | Path, target: str, kind: str) -> Path:
     return Path(root) / "meta" / f"{target.lower()}_{kind}.txt"

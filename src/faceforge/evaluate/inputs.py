@@ -19,7 +19,6 @@ class EmbeddingSet:
     identities: np.ndarray
     vectors: np.ndarray
     table: pa.Table
-    extra_faces_dropped: int = 0
 
     def column(self, name: str) -> np.ndarray:
         """A numeric per-image column (e.g. a quality score) as float64, checked."""
@@ -41,7 +40,6 @@ def load_embedding_set(path: str | Path) -> EmbeddingSet:
     column, or the image's folder name where that is empty."""
     path = Path(path)
     table = read_embeddings(path)
-    n_all = table.num_rows
     if "face_index" in table.column_names:
         keep = np.asarray(table.column("face_index").to_numpy(zero_copy_only=False)) == 0
         table = table.filter(pa.array(keep))
@@ -58,8 +56,7 @@ def load_embedding_set(path: str | Path) -> EmbeddingSet:
     norms = np.linalg.norm(vecs, axis=1)
     if not np.isfinite(vecs).all() or (norms < 1e-6).any():
         raise FaceForgeError(f"{int((~np.isfinite(norms) | (norms < 1e-6)).sum())} embeddings are NaN or zero", path)
-    return EmbeddingSet(path, paths, ids, (vecs / norms[:, None]).astype(np.float32), table,
-                        extra_faces_dropped=n_all - table.num_rows)
+    return EmbeddingSet(path, paths, ids, (vecs / norms[:, None]).astype(np.float32), table)
 
 
 def _index(paths: list[str]) -> dict[str, int]:

@@ -11,24 +11,15 @@ from faceforge.core.errors import FaceForgeError
 DEFAULT_FPRS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).astype(bool).ravel()
-    if s.shape != y.shape:
-        raise FaceForgeError(f"{len(s)} scores but {len(y)} labels")
-    if not np.isfinite(s).all():
-        raise FaceForgeError("scores contain NaN or infinity")
-    return s, y
-
-
-def _check_large(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Like _check, but float scores keep their dtype (float32 stays float32: no 2× copy)."""
+def _check(scores: np.ndarray, labels: np.ndarray, as_float64: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Flat scores and boolean labels of one length, scores finite. as_float64=False keeps
+    float scores in their dtype (float32 stays float32: no 2× copy of tens of millions)."""
     s = np.asarray(scores).ravel()
     y = np.asarray(labels).ravel()
     if s.shape != y.shape:
         raise FaceForgeError(f"{len(s)} scores but {len(y)} labels")
-    if s.dtype.kind != "f":
-        s = s.astype(np.float64)
+    if as_float64 or s.dtype.kind != "f":
+        s = s.astype(np.float64, copy=False)
     if not np.isfinite(s).all():
         raise FaceForgeError("scores contain NaN or infinity")
     return s, y.astype(bool, copy=False)
@@ -79,7 +70,7 @@ class RocCurve:
 def roc(scores: np.ndarray, labels: np.ndarray) -> RocCurve:
     """ROC at every distinct score (accept if score ≥ threshold), ties handled as one step.
     float32 scores stay float32, so tens of millions of pair scores fit comfortably."""
-    s, y = _check_large(scores, labels)
+    s, y = _check(scores, labels, as_float64=False)
     npos, nneg = int(y.sum()), int((~y).sum())
     if npos == 0 or nneg == 0:
         raise FaceForgeError(f"ROC needs both classes ({npos} positive, {nneg} negative pairs)")
@@ -119,7 +110,7 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fprs=DEFAULT_FPRS) -> dic
     Linear time and about one extra copy of the scores: the needed order statistics of the
     negatives come from one np.partition, never a full sort, and float32 stays float32.
     """
-    s, y = _check_large(scores, labels)
+    s, y = _check(scores, labels, as_float64=False)
     neg, pos = s[~y], s[y]
     if len(neg) == 0 or len(pos) == 0:
         raise FaceForgeError("TPR@FPR needs both positive and negative pairs")
@@ -153,7 +144,7 @@ def eer_from_roc(c: RocCurve) -> dict[str, float]:
 def score_histograms(scores: np.ndarray, labels: np.ndarray, bins: int = 100,
                      value_range: tuple[float, float] | None = None) -> dict:
     """Genuine and impostor score counts on shared bins, plus the decidability index d'."""
-    s, y = _check_large(scores, labels)
+    s, y = _check(scores, labels, as_float64=False)
     if not y.any() or y.all():
         raise FaceForgeError("score distributions need both genuine and impostor pairs")
     lo, hi = value_range or (float(s.min()), float(s.max()))
