@@ -4,6 +4,7 @@ Every command takes --json for machine-readable output on stdout.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.evaluate.compare import percent
 
 app = typer.Typer(help="FaceForge: detect, align, embed, compare and evaluate faces - offline.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -44,10 +46,12 @@ def _fail(exc: Exception, as_json: bool) -> None:
     raise typer.Exit(2)
 
 
-def _pipeline(detector: str, model: str, device: str, batch_size: int, flip: bool = False, **det_kw):
+@functools.lru_cache(maxsize=1)
+def _pipeline(detector: str, model: str, device: str, batch_size: int, flip: bool = False):
+    """The pipeline for these options, built once per process (`eval ident` may embed three
+    folders with it)."""
     from faceforge.pipeline import FacePipeline
-    return FacePipeline(detector=detector, embedder=model, device=device, batch_size=batch_size,
-                        flip=flip, detector_kwargs=det_kw)
+    return FacePipeline(detector=detector, embedder=model, device=device, batch_size=batch_size, flip=flip)
 
 
 @app.command()
@@ -233,6 +237,17 @@ def _embeddings(source: Path, out_dir: Optional[Path], detector: str, model: str
     return load_embedding_set(source)
 
 
+def _scored_pairs(emb, pairs: Path, drop_missing: bool, hint: str = ""):
+    """(matched pair rows, their cosines) for a pair list; images without an embedding are
+    an error unless their pairs may be dropped."""
+    from faceforge.evaluate.inputs import match_pairs, read_pair_file
+    idx = match_pairs(emb, read_pair_file(pairs))
+    if idx.missing and not drop_missing:
+        raise FaceForgeError(f"{len(idx.missing)} images in the pair list have no embedding "
+                             f"(e.g. {idx.missing[0]}){hint}", pairs)
+    return idx, np.einsum("ij,ij->i", emb.vectors[idx.a], emb.vectors[idx.b])
+
+
 def _fprs(values: Optional[list[float]]) -> tuple[float, ...]:
     from faceforge.evaluate.verification import DEFAULT_FPRS
     return tuple(values) if values else DEFAULT_FPRS
@@ -244,7 +259,7 @@ def _print_tpr(title: str, table: dict, extra: dict[str, str] | None = None) -> 
         tab.add_column(f"TPR@{k}", justify="right")
     for k in extra or {}:
         tab.add_column(k, justify="right")
-    tab.add_row(*("-" if v["tpr"] != v["tpr"] else f"{100 * v['tpr']:.2f}" for v in table.values()),
+    tab.add_row(*(percent(v["tpr"]) for v in table.values()),
                 *(extra or {}).values())
     out.print(tab)
 
@@ -260,7 +275,6 @@ def eval_verify(embeddings: Path = typer.Argument(..., help="embeddings .parquet
                 detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
                 batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
     """1:1 verification: TPR at FPR with thresholds, EER, AUC, ROC and score distributions."""
-    from faceforge.evaluate.inputs import match_pairs, read_pair_file
     from faceforge.evaluate.outputs import json_ready, write_verification
     from faceforge.evaluate.verification import all_pairs_scores, verification_report
     try:
@@ -270,11 +284,7 @@ def eval_verify(embeddings: Path = typer.Argument(..., help="embeddings .parquet
             scores, same = all_pairs_scores(emb.vectors, emb.identities)
             extra["protocol"] = "all pairs"
         else:
-            idx = match_pairs(emb, read_pair_file(pairs))
-            if idx.missing and on_missing != "drop":
-                raise FaceForgeError(f"{len(idx.missing)} images in the pair list have no embedding "
-                                     f"(e.g. {idx.missing[0]}); --on-missing drop leaves those pairs out", pairs)
-            scores = np.einsum("ij,ij->i", emb.vectors[idx.a], emb.vectors[idx.b])
+            idx, scores = _scored_pairs(emb, pairs, on_missing == "drop", "; --on-missing drop leaves those pairs out")
             same = idx.same
             extra = {"protocol": f"pair list {pairs}", "pairs_dropped_missing_image": len(idx.missing)}
         report, curve = verification_report(scores, same, _fprs(fpr))
@@ -340,8 +350,7 @@ def eval_ijbc(root: Path = typer.Argument(..., help="folder with loose_crop/ and
         for k in keys:
             tab.add_column(f"TPR@{k}", justify="right")
         for m, r in res["modes"].items():
-            tab.add_row(m, *("-" if r["tpr_at_fpr"][k]["tpr"] != r["tpr_at_fpr"][k]["tpr"]
-                             else f"{100 * r['tpr_at_fpr'][k]['tpr']:.2f}" for k in keys))
+            tab.add_row(m, *(percent(r["tpr_at_fpr"][k]["tpr"]) for k in keys))
         out.print(tab)
 
 
@@ -396,8 +405,7 @@ def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .
             tab.add_column(f"TPIR@FPIR={k}", justify="right")
         for r in o["cmc"]:
             tab.add_column(f"rank-{r}", justify="right")
-        pct = lambda v: "-" if v != v else f"{100 * v:.2f}"  # noqa: E731
-        tab.add_row(*(pct(v["tpir"]) for v in o["tpir_at_fpir"].values()), *(pct(v) for v in o["cmc"].values()))
+        tab.add_row(*(percent(v["tpir"]) for v in o["tpir_at_fpir"].values()), *(percent(v) for v in o["cmc"].values()))
         out.print(tab)
     if "with_distractors" in res:
         tab = Table(title="identification rate with distractors")
@@ -448,7 +456,7 @@ def eval_topk(queries: Path = typer.Argument(..., help="query embeddings .parque
     for kk, entry in res["k"].items():
         for rule, r in entry.items():
             tab.add_row(kk, rule.replace("_", " "), f"{r['threshold']:.4f}", str(r["accepted"]),
-                        "-" if r["precision"] != r["precision"] else f"{100 * r['precision']:.2f}",
+                        percent(r["precision"]),
                         f"{100 * r['recall']:.2f}")
     out.print(tab)
 
@@ -464,7 +472,7 @@ def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet wi
     """Error versus reject: FNMR as the lowest-quality pairs are discarded, with pAUC."""
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.erc import error_vs_reject
-    from faceforge.evaluate.inputs import load_embedding_set, match_pairs, read_pair_file
+    from faceforge.evaluate.inputs import load_embedding_set
     from faceforge.evaluate.outputs import json_ready
     from faceforge.evaluate.plots import plot_error_vs_reject
     from faceforge.evaluate.verification import all_pairs_scores
@@ -475,11 +483,7 @@ def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet wi
         if pairs is None:
             scores, same, qmins = all_pairs_scores(emb.vectors, emb.identities, quality=list(qs.values()))
         else:
-            idx = match_pairs(emb, read_pair_file(pairs))
-            if idx.missing:
-                raise FaceForgeError(f"{len(idx.missing)} images in the pair list have no embedding "
-                                     f"(e.g. {idx.missing[0]})", pairs)
-            scores = np.einsum("ij,ij->i", emb.vectors[idx.a], emb.vectors[idx.b])
+            idx, scores = _scored_pairs(emb, pairs, drop_missing=False)
             same = idx.same
             qmins = [np.minimum(v[idx.a], v[idx.b]) for v in qs.values()]
         for name, qm in zip(qs, qmins):
@@ -526,7 +530,7 @@ def eval_compare(results: list[Path] = typer.Argument(..., help="result JSON fil
         for c in cols:
             tab.add_column(c, justify="right")
         for n, vals in rows:
-            tab.add_row(n, *("-" if v is None or v != v else f"{100 * v:.2f}" for v in vals))
+            tab.add_row(n, *(percent(v) for v in vals))
         out.print(tab)
 
 

@@ -44,10 +44,13 @@ def compare(files: list[str | Path], fprs: list[str] | None = None) -> tuple[lis
     return cols, [(name, [t.get(c) for c in cols]) for name, t in rows]
 
 
+def percent(v: float | None) -> str:
+    """A rate as a percentage with 2 decimals; '-' where it is missing or not measurable."""
+    return "-" if v is None or v != v else f"{100 * v:.2f}"
+
+
 def markdown(cols: list[str], rows: list[tuple[str, list]]) -> str:
-    def cell(v):
-        return "-" if v is None or v != v else f"{100 * v:.2f}"
     lines = ["| method | " + " | ".join(f"TPR@FPR={c}" for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
-    lines += [f"| {name} | " + " | ".join(cell(v) for v in vals) + " |" for name, vals in rows]
+    lines += [f"| {name} | " + " | ".join(percent(v) for v in vals) + " |" for name, vals in rows]
     return "\n".join(lines)
