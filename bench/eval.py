@@ -10,18 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.verification import DEFAULT_FPRS, tpr_at_fpr
-from measure import measured  # bench/measure.py
+from common import measured, sklearn_tpr  # bench/common.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def sklearn_tpr(scores, labels):
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return {f"{f:g}": float(np.interp(f, fpr, tpr)) for f in DEFAULT_FPRS}
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.ijbc import image_features, pair_scores, template_features
 from faceforge.evaluate.verification import tpr_at_fpr
-from measure import measured  # bench/measure.py
+from common import measured  # bench/common.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -26,12 +26,9 @@ from faceforge.evaluate.lfw import (NO_FACE_POLICY, aligned_crops, detect_lfw_fa
 from faceforge.evaluate.plots import plot_roc
 from faceforge.models.embedders import create_embedder
 from faceforge.vision.detectors import create_detector
+from common import l2n  # bench/common.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def embed_both(model: str, images, faces, names, bs: int = 64) -> tuple[np.ndarray, np.ndarray, float]:

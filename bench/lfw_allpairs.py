@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_curve
 
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
@@ -30,19 +29,11 @@ from faceforge.evaluate.plots import plot_roc, plot_score_distributions
 from faceforge.evaluate.verification import DEFAULT_FPRS, all_pairs_scores, tpr_at_fpr, verification_report
 from faceforge.models.embedders import create_embedder
 from faceforge.vision.detectors import create_detector
+from common import l2n, measured, sklearn_tpr  # bench/common.py
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 LIST = HERE / "data" / "lfw_split" / "allpairs_test.txt"
-
-
-def l2n(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def sklearn_table(scores: np.ndarray, same: np.ndarray) -> dict[str, float]:
-    fpr, tpr, _ = roc_curve(same, scores)
-    return {f"{f:g}": float(np.interp(f, fpr, tpr)) for f in DEFAULT_FPRS}
 
 
 def main() -> None:
@@ -82,12 +73,8 @@ def main() -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         if not timing:  # the baseline once, on the first method's scores
-            t1 = time.perf_counter()
-            ours = tpr_at_fpr(scores, same)
-            t_ours = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            ref = sklearn_table(scores, same)
-            t_ref = time.perf_counter() - t1
+            ours, t_ours, _ = measured(tpr_at_fpr, scores, same)
+            ref, t_ref, _ = measured(sklearn_tpr, scores, same)
             timing = {
                 "scores_bytes": int(scores.nbytes + same.nbytes),
                 "scoring_seconds": round(t_score, 2), "report_seconds": round(t_all - t_score, 2),
