@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class FaceRecord:
     face_index: int
     face: Face
     embedding: np.ndarray
+    quality: int | None = None
 
 
 @dataclass
@@ -45,6 +46,12 @@ class Skip:
         return {"path": self.path, "kind": self.kind, "reason": self.reason}
 
 
+class CropScorer(Protocol):
+    """Embeds aligned crops and scores their quality in the same pass (faceforge.quality)."""
+
+    def embed_and_score(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 @dataclass
 class FacePipeline:
     detector: Detector | str = "yunet"
@@ -54,6 +61,7 @@ class FacePipeline:
     batch_size: int = 32
     check_landmarks: bool = True
     detector_kwargs: dict = field(default_factory=dict)
+    scorer: CropScorer | None = None  # wraps this pipeline's embedder; adds a quality per face
 
     def __post_init__(self) -> None:
         if isinstance(self.detector, str):
@@ -106,9 +114,14 @@ class FacePipeline:
         def flush() -> Iterator[FaceRecord]:
             if not pending:
                 return
-            embs = self.embedder.embed_crops(np.stack([p[3] for p in pending]))
-            for (path, k, face, _), e in zip(pending, embs):
-                yield FaceRecord(path=path, face_index=k, face=face, embedding=e)
+            crops = np.stack([p[3] for p in pending])
+            if self.scorer is not None:
+                embs, quality = self.scorer.embed_and_score(crops)
+            else:
+                embs, quality = self.embedder.embed_crops(crops), [None] * len(crops)
+            for (path, k, face, _), e, q in zip(pending, embs, quality):
+                yield FaceRecord(path=path, face_index=k, face=face, embedding=e,
+                                 quality=None if q is None else int(q))
             pending.clear()
 
         for path in paths:
@@ -137,14 +150,15 @@ def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path,
                  checkpoint_every: int = 256, show_progress: bool | None = None) -> dict:
     """Embed every face of every image under `folder` into an embeddings Parquet. Resumable:
     files already written (or logged as skipped) by an interrupted run are not redone.
-    The identity of an image is its first sub-folder under `folder`."""
+    The identity of an image is its first sub-folder under `folder`. With a scorer on the
+    pipeline each row also gets a `quality` (0..100)."""
     from faceforge.core.progress import progress
     from faceforge.io.embeddings import EmbeddingWriter
     from faceforge.io.images import list_images
 
     folder = Path(folder)
     files = list_images(folder)
-    writer = EmbeddingWriter(output, chunk_size=checkpoint_every)
+    writer = EmbeddingWriter(output, chunk_size=checkpoint_every, quality=pipeline.scorer is not None)
     todo = [f for f in files if str(f) not in writer.done]
     n_faces = n_skips = 0
     root = folder if folder.is_dir() else folder.parent
@@ -158,7 +172,8 @@ def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path,
                     "face_index": rec.face_index, "box": rec.face.box.tolist(),
                     "landmarks": rec.face.landmarks.ravel().tolist(), "det_score": rec.face.score,
                     "detector": rec.face.detector, "model": pipeline.embedder.name,
-                    "embedding": rec.embedding.tolist()})
+                    "embedding": rec.embedding.tolist(),
+                    **({} if rec.quality is None else {"quality": rec.quality})})
                 n_faces += 1
             else:
                 writer.add_skip(rec.to_dict())

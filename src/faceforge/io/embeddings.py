@@ -31,6 +31,7 @@ SCHEMA = pa.schema([
     ("model", pa.string()),
     ("embedding", pa.list_(pa.float32())),
 ])
+QUALITY_FIELD = pa.field("quality", pa.int32())  # 0..100, faceforge.quality
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -63,8 +64,9 @@ def embedding_matrix(table: pa.Table) -> np.ndarray:
 class EmbeddingWriter:
     """Resumable writer; use as a context manager or call close()."""
 
-    def __init__(self, out: str | Path, chunk_size: int = 256) -> None:
+    def __init__(self, out: str | Path, chunk_size: int = 256, quality: bool = False) -> None:
         self.out = Path(out)
+        self.schema = SCHEMA.append(QUALITY_FIELD) if quality else SCHEMA
         self.parts = self.out.with_name(self.out.name + ".parts")
         self.skips_path = self.out.with_name(self.out.name + ".skips.jsonl")
         self.chunk_size = int(chunk_size)
@@ -109,7 +111,7 @@ class EmbeddingWriter:
         if not self._rows:
             return
         self.parts.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(self._rows, schema=SCHEMA)
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
         _write_table(self.parts / f"part-{self._n_parts:05d}.parquet", table)
         self._n_parts += 1
         self._done.update(r["path"] for r in self._rows)
@@ -123,7 +125,7 @@ class EmbeddingWriter:
         tables = [read_embeddings(self.out)] if self.out.exists() else []
         if self.parts.is_dir():
             tables += [pq.read_table(p) for p in sorted(self.parts.glob("part-*.parquet"))]
-        merged = pa.concat_tables([t.cast(SCHEMA) for t in tables]) if tables else SCHEMA.empty_table()
+        merged = pa.concat_tables([t.cast(self.schema) for t in tables]) if tables else self.schema.empty_table()
         _write_table(self.out, merged)
         if self.parts.is_dir():
             shutil.rmtree(self.parts)

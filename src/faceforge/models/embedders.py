@@ -94,12 +94,13 @@ class Embedder:
         return np.concatenate([self._forward(crops[i:i + self.batch_size]).astype(np.float32)
                                for i in range(0, len(crops), self.batch_size)])
 
-    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Aligned crops → N×D float32, L2-normalised (flip test: mean of both views)."""
+    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+        """Aligned crops → N×D float32, L2-normalised (flip test: mean of both views).
+        `raw`: the plain view's embed_raw output when the caller already has it."""
         crops = self._check_crops(crops)
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        emb = self.embed_raw(crops)
+        emb = self.embed_raw(crops) if raw is None else raw
         if self.flip:
             emb = _l2n(emb) + _l2n(self.embed_raw(np.ascontiguousarray(crops[:, :, ::-1])))
         return _l2n(emb)

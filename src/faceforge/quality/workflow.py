@@ -1,0 +1,181 @@
+"""What `faceforge quality train|score|filter` does, as functions: collect BatchNorm features
+of a labelled folder and fit the estimator; score a folder or an embeddings Parquet; drop the
+lowest-quality faces into new lists; draw the worst faces on a contact sheet. Inputs are
+never modified: every result is a new file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from faceforge.core.errors import FaceForgeError
+from faceforge.core.files import atomic_write, atomic_write_json, atomic_write_text
+from faceforge.core.progress import progress
+from faceforge.io.embeddings import QUALITY_FIELD, _write_table, read_embeddings
+from faceforge.io.images import list_images, load_image
+from faceforge.pipeline import FacePipeline, FaceRecord, Skip
+from faceforge.quality.estimator import QualityEstimator, train_estimator
+from faceforge.quality.labels import leave_one_out_labels
+from faceforge.quality.scorer import QualityScorer
+from faceforge.vision.face import Face
+
+
+@dataclass
+class Collected:
+    """Per face: where it came from, its embedding and its BatchNorm-input features."""
+
+    paths: list[str]
+    identities: np.ndarray
+    embeddings: np.ndarray   # L2-normalised
+    features: np.ndarray
+    layer_names: list[str]
+    skipped: list[Skip]
+
+
+class _FeatureCollector:
+    """A pipeline scorer that keeps the features instead of scoring them."""
+
+    def __init__(self, scorer: QualityScorer) -> None:
+        self.scorer, self.features = scorer, []
+
+    def embed_and_score(self, crops: np.ndarray):
+        raw, feats = self.scorer.features(crops)
+        self.features.append(feats)
+        return self.scorer.embedder.embed_crops(crops, raw=raw), [None] * len(crops)
+
+
+def collect_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var",
+                   show_progress: bool | None = None) -> Collected:
+    """Detect the most central face of every image of root/<identity>/<image> and collect."""
+    folder = Path(folder)
+    files = list_images(folder)
+    collector = _FeatureCollector(QualityScorer(pipeline.embedder, kind=kind))
+    old, pipeline.scorer = pipeline.scorer, collector
+    recs: list[FaceRecord] = []
+    skips: list[Skip] = []
+    try:
+        for r in progress(pipeline.process_files(files, select="central"), "quality features",
+                          total=len(files), enabled=show_progress):
+            (recs if isinstance(r, FaceRecord) else skips).append(r)
+    finally:
+        pipeline.scorer = old
+    if not recs:
+        raise FaceForgeError("no usable face in any image", folder)
+    ids = np.array([Path(r.path).relative_to(folder).parts[0] for r in recs])
+    return Collected([r.path for r in recs], ids, np.stack([r.embedding for r in recs]),
+                     np.concatenate(collector.features), collector.scorer.layer_names, skips)
+
+
+def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var",
+                      show_progress: bool | None = None, **train_kw) -> tuple[QualityEstimator, Collected]:
+    """Labels: leave-one-out identity centres (no trained head needed; faceforge.quality.labels)."""
+    data = collect_folder(pipeline, folder, kind, show_progress)
+    labels = leave_one_out_labels(data.embeddings, data.identities)
+    scorer = QualityScorer(pipeline.embedder, kind=kind)
+    est = train_estimator(data.features, labels, data.identities, backbone=pipeline.embedder.name,
+                          layer_names=data.layer_names, kind=kind, fingerprint=scorer.fingerprint, **train_kw)
+    return est, data
+
+
+def score_parquet(path: str | Path, output: str | Path, scorer: QualityScorer, batch_size: int = 64,
+                  show_progress: bool | None = None) -> pa.Table:
+    """Re-read every face of an embeddings Parquet from its image and stored landmarks, score
+    it, and write a copy with a `quality` column (replaced if present) to `output`."""
+    path, output = Path(path), Path(output)
+    if output.resolve() == path.resolve():
+        raise FaceForgeError("the output would overwrite the input; choose another file", output)
+    table = read_embeddings(path)
+    if "landmarks" not in table.column_names:
+        raise FaceForgeError("no landmarks column: cannot re-align the faces", path)
+    rows = table.select(["path", "landmarks"]).to_pylist()
+    emb = scorer.embedder
+    quality = np.zeros(len(rows), np.int32)
+    cache: tuple[str, np.ndarray] | None = None
+    for start in progress(range(0, len(rows), batch_size), "quality", enabled=show_progress):
+        crops = []
+        for r in rows[start:start + batch_size]:
+            if cache is None or cache[0] != r["path"]:
+                cache = (r["path"], load_image(r["path"]))  # faces of one file are adjacent
+            lm = np.asarray(r["landmarks"], np.float32).reshape(5, 2)
+            crops.append(emb.align(cache[1], Face(np.zeros(4, np.float32), 1.0, lm)))
+        _, feats = scorer.features(np.stack(crops))
+        quality[start:start + len(crops)] = scorer.estimator.score(feats)
+    if "quality" in table.column_names:
+        table = table.drop_columns(["quality"])
+    table = table.append_column(QUALITY_FIELD, pa.array(quality, pa.int32()))
+    _write_table(output, table)
+    return table
+
+
+def quality_cut(quality: np.ndarray, drop_percent: float | None = None, min_score: float | None = None) -> float:
+    """SPEC §6: cut = sorted(q)[⌊N·p/100⌋], keep q ≥ cut (ties at the cut are kept)."""
+    q = np.sort(np.asarray(quality, dtype=np.float64))
+    if (drop_percent is None) == (min_score is None):
+        raise FaceForgeError("give exactly one of a percentage to drop or a minimum score")
+    if min_score is not None:
+        return float(min_score)
+    if not 0 <= drop_percent < 100:
+        raise FaceForgeError(f"drop percentage must be in [0, 100), got {drop_percent}")
+    if len(q) == 0:
+        raise FaceForgeError("no faces to filter")
+    return float(q[int(np.floor(len(q) * drop_percent / 100))])
+
+
+def filter_parquet(path: str | Path, out_dir: str | Path, drop_percent: float | None = None,
+                   min_score: float | None = None, column: str = "quality") -> dict:
+    """Write keep.txt / drop.txt (one `path` per line; `path#face_index` for extra faces of a
+    file) and summary.json into out_dir. The Parquet and the images are only read."""
+    table = read_embeddings(path)
+    if column not in table.column_names:
+        raise FaceForgeError(f"no {column!r} column: run `faceforge quality score` first", path)
+    q = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
+    cut = quality_cut(q, drop_percent, min_score)
+    keep = q >= cut
+    paths = table.column("path").to_pylist()
+    idx = table.column("face_index").to_pylist() if "face_index" in table.column_names else [0] * len(paths)
+    names = [p if k == 0 else f"{p}#{k}" for p, k in zip(paths, idx)]
+    out = Path(out_dir)
+    atomic_write_text(out / "keep.txt", "".join(n + "\n" for n, k in zip(names, keep) if k))
+    atomic_write_text(out / "drop.txt", "".join(n + "\n" for n, k in zip(names, keep) if not k))
+    summary = {"input": str(path), "column": column, "faces": len(q), "cut": cut,
+               "rule": "keep quality >= cut", "kept": int(keep.sum()), "dropped": int((~keep).sum()),
+               "drop_percent_requested": drop_percent, "min_score": min_score,
+               "keep_list": str(out / "keep.txt"), "drop_list": str(out / "drop.txt")}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def contact_sheet(path: str | Path, output: str | Path, count: int = 48, column: str = "quality",
+                  tile: int = 112, columns: int = 8) -> Path:
+    """PNG of the `count` lowest-quality faces (box crops, score and file name under each)."""
+    import cv2
+    table = read_embeddings(path)
+    if column not in table.column_names:
+        raise FaceForgeError(f"no {column!r} column to sort by", path)
+    q = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
+    order = np.argsort(q, kind="stable")[:count]
+    paths, boxes = table.column("path").to_pylist(), table.column("box").to_pylist()
+    rows = max(1, -(-len(order) // columns))
+    label_h = 28
+    sheet = np.full((rows * (tile + label_h), columns * tile, 3), 255, np.uint8)
+    for k, i in enumerate(order):
+        img = load_image(paths[i])
+        x1, y1, x2, y2 = (int(round(v)) for v in boxes[i])
+        h, w = img.shape[:2]
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, max(x2, x1 + 1)), min(h, max(y2, y1 + 1))
+        crop = cv2.resize(img[y1:y2, x1:x2], (tile, tile), interpolation=cv2.INTER_AREA)
+        r, c = divmod(k, columns)
+        y0 = r * (tile + label_h)
+        sheet[y0:y0 + tile, c * tile:(c + 1) * tile] = crop
+        cv2.putText(sheet, f"{q[i]:g}", (c * tile + 3, y0 + tile + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (200, 0, 0), 1)
+        cv2.putText(sheet, Path(paths[i]).stem[:18], (c * tile + 3, y0 + tile + 24), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.3, (0, 0, 0), 1)
+    ok, buf = cv2.imencode(".png", sheet[:, :, ::-1])
+    if not ok:
+        raise FaceForgeError("could not encode the contact sheet", output)
+    with atomic_write(output, "wb") as fh:
+        fh.write(buf.tobytes())
+    return Path(output)
