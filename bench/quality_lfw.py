@@ -33,7 +33,7 @@ from faceforge.evaluate.plots import plot_error_vs_reject
 from faceforge.evaluate.verification import DEFAULT_FPRS, all_pairs_scores, tpr_at_fpr
 from faceforge.models.embedders import create_embedder
 from faceforge.quality import baselines
-from faceforge.quality.estimator import train_estimator
+from faceforge.quality.estimator import to_score, train_estimator
 from faceforge.quality.labels import leave_one_out_labels
 from faceforge.quality.scorer import QualityScorer
 from faceforge.quality.workflow import quality_cut
@@ -113,7 +113,8 @@ def main() -> None:
     ok = np.isfinite(test_labels)
     rng = np.random.default_rng(0)
     measures = {"QAA (CatBoost, dlib-r29 BN features)": pred,
-                "QAA score 0..100 (integer)": est.score(test["features"]).astype(np.float64),
+                "QAA score 0..100 (label-range mapping, default)": est.score(test["features"]).astype(np.float64),
+                "QAA score 0..100 (SPEC unit mapping)": to_score(pred).astype(np.float64),
                 **test["baselines"], "random": rng.random(len(pred))}
     correlation = {k: float(np.corrcoef(np.argsort(np.argsort(v[ok])), np.argsort(np.argsort(test_labels[ok])))[0, 1])
                    for k, v in measures.items()}
@@ -136,7 +137,7 @@ def main() -> None:
         print(f"{row['method']:60s} " + " ".join(f"{100 * v:6.2f}" for v in row["tpr_at_fpr"].values()))
         del s, y
     plot_error_vs_reject({k: {"fractions": v["fractions"], "curves": {"0.001": v["curves"]["0.001"]}}
-                          for k, v in erc.items() if "integer" not in k},
+                          for k, v in erc.items() if "0..100" not in k},
                          RESULTS / "quality_lfw_erc.png", "LFW all pairs (test identities), dlib-r29, FMR 1e-3")
     n = len(test_names)
     atomic_write_json(RESULTS / "quality_lfw.json", {
@@ -150,6 +151,7 @@ def main() -> None:
             "ms_per_image_embed_with_features": round(1000 * test["embed_with_features_s"] / n, 3),
             "ms_per_image_predict": round(1000 * predict_s / n, 4)},
         "spearman_vs_test_loo_label": correlation,
+        "distinct_integer_scores": {k: int(len(np.unique(v))) for k, v in measures.items() if "0..100" in k},
         "error_vs_reject": {k: {"pauc": {f: {"20": c["pauc_20"], "100": c["pauc_100"]} for f, c in v["curves"].items()},
                                 "threshold": {f: c["threshold"] for f, c in v["curves"].items()},
                                 "fnmr_at": {f: {p: c["fnmr"][int(p)] for p in ("0", "5", "10", "20", "40")}

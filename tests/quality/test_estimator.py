@@ -89,6 +89,19 @@ def test_save_load_round_trip_predicts_the_same(trained):
 
 def test_scores_round_and_clip():
     assert to_score(np.array([-0.2, 0.004, 0.006, 0.994, 0.996, 1.3])).tolist() == [0, 0, 1, 99, 100, 100]
+    # label-range mapping: 0.9..0.98 stretched onto 0..100
+    assert to_score(np.array([0.85, 0.9, 0.94, 0.9403, 0.9405, 0.98, 0.99]), 0.9, 0.98).tolist() == [0, 0, 50, 50, 51, 100, 100]
+
+
+def test_score_range_comes_from_the_training_labels(trained):
+    est, data, _ = trained
+    lo, hi = est.manifest["score_range"]
+    assert est.manifest["score_mapping"] == "label-range" and 0.5 < lo < hi <= 1.0
+    p = est.predict(data.features)
+    np.testing.assert_array_equal(est.score(data.features), to_score(p, lo, hi))
+    # same order as the regressor's predictions (up to integer ties)
+    s = est.score(data.features)
+    assert np.all(np.diff(s[np.argsort(p, kind="stable")]) >= 0)
 
 
 def test_too_few_labels_is_a_clear_error():

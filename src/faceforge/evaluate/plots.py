@@ -139,3 +139,49 @@ def plot_training_history(history: list[dict], path: str | Path, title: str = "t
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     _save(fig, path)
+
+
+def plot_bn_change(changes: dict[str, dict], path: str | Path, title: str = "BatchNorm statistics drift") -> None:
+    """Per BatchNorm layer, ‖P1 − P0‖/‖P0‖ of running mean (top) and running var (bottom),
+    one line per fine-tuned model (train.bn_finetune.bn_relative_change)."""
+    fig, axes = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    for name, c in changes.items():
+        x = np.arange(1, len(c["mean"]) + 1)
+        axes[0].plot(x, c["mean"], "o-", ms=2.5, label=name)
+        axes[1].plot(x, c["var"], "o-", ms=2.5, label=name)
+    axes[0].set_ylabel("relative change, mean")
+    axes[1].set_ylabel("relative change, var")
+    axes[1].set_xlabel("BatchNorm layer (forward order)")
+    axes[0].set_title(title)
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_bn_nll(reports: dict[str, dict], path: str | Path, title: str = "activation NLL under running statistics") -> None:
+    """Per BatchNorm layer, the mean NLL of its inputs under N(running_mean, running_var):
+    lower where the statistics describe the data (train.bn_finetune.bn_activation_report)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, r in reports.items():
+        ax.plot(np.arange(1, len(r["nll"]) + 1), r["nll"], "o-", ms=2.5, label=name)
+    _finish(fig, ax, path, "BatchNorm layer (forward order)", "mean NLL per element", title, fontsize=7)
+
+
+def plot_bn_densities(reports: dict[str, dict], path: str | Path, title: str = "normalised BatchNorm inputs") -> None:
+    """Densities of (x − μ)/σ for the first and last BatchNorm layer, against N(0, 1)."""
+    first = next(iter(reports.values()))["layers"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    grid = np.linspace(-5, 5, 201)
+    for ax, layer in zip(axes, (first[0], first[-1])):
+        for name, r in reports.items():
+            z = r["normalised"][layer]
+            ax.hist(np.clip(z, -5, 5), bins=100, range=(-5, 5), density=True, histtype="step", label=name)
+        ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), "k--", lw=1, label="N(0, 1)")
+        ax.set_title(f"{title}: {layer}")
+        ax.set_xlabel("(x − running mean) / running std")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=7)
+    _save(fig, path)

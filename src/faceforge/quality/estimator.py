@@ -5,6 +5,14 @@ pickle) and `<name>.json`, a manifest of what the features mean — backbone nam
 fingerprint of its weights, the BatchNorm layers in forward order and the feature kind.
 Features from any other network (or the same one with other weights or statistics) would
 be silently meaningless, so `QualityEstimator.check` refuses them.
+
+Scores: SPEC §6 maps a prediction p to round(clip(p, 0, 1)·100) (mapping "unit"). That
+assumes labels spread over 0..1, as ArcFace-style cosines do; a network whose embeddings
+share a narrow cone (dlib-r29: leave-one-out labels 0.94–0.99 on LFW) then gets five
+distinct scores, and dropping "the lowest 5 %" becomes a tie-break. The default mapping
+"label-range" stretches the 1st–99th percentile of the training labels onto 0..100 instead;
+the order of faces — and so every filtering and error-vs-reject result — is the same as the
+regressor's, only the integer resolution differs.
 """
 from __future__ import annotations
 
@@ -39,9 +47,14 @@ def weights_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def to_score(prediction: np.ndarray) -> np.ndarray:
-    """clip(p, 0, 1)·100 rounded to an integer (the reference truncates, which biases down)."""
-    return np.rint(np.clip(np.asarray(prediction, dtype=np.float64), 0.0, 1.0) * 100).astype(np.int32)
+SCORE_MAPPINGS = ("label-range", "unit")
+
+
+def to_score(prediction: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+    """clip((p − lo)/(hi − lo), 0, 1)·100 rounded to an integer (the reference truncates,
+    which biases every score down)."""
+    p = (np.asarray(prediction, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+    return np.rint(np.clip(p, 0.0, 1.0) * 100).astype(np.int32)
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -85,7 +98,8 @@ class QualityEstimator:
         return np.asarray(self.model.predict(x), dtype=np.float64)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        return to_score(self.predict(features))
+        lo, hi = self.manifest.get("score_range", (0.0, 1.0))
+        return to_score(self.predict(features), lo, hi)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         cbm, js = _paths(path)
@@ -137,11 +151,14 @@ def identity_split(identities, val_fraction: float, seed: int) -> np.ndarray:
 
 def train_estimator(features: np.ndarray, labels: np.ndarray, identities, *, backbone: str,
                     layer_names: list[str], kind: str = "var", fingerprint: str | None = None,
-                    label_source: str = "leave-one-out", val_fraction: float = 0.1,
+                    label_source: str = "leave-one-out", score_mapping: str = "label-range",
+                    val_fraction: float = 0.1,
                     early_stopping_rounds: int = 200, seed: int = 0, threads: int = -1,
                     verbose: bool = False, **catboost_params) -> QualityEstimator:
     """Fit the regressor; rows without a label (NaN: single-image identities) are dropped."""
     from catboost import CatBoostRegressor
+    if score_mapping not in SCORE_MAPPINGS:
+        raise FaceForgeError(f"unknown score mapping {score_mapping!r}; one of {', '.join(SCORE_MAPPINGS)}")
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(labels, dtype=np.float64)
     ids = np.asarray(identities)
@@ -164,7 +181,9 @@ def train_estimator(features: np.ndarray, labels: np.ndarray, identities, *, bac
     manifest = {
         "format": FORMAT, "version": VERSION, "backbone": backbone, "weights_sha256": fingerprint,
         "feature_kind": kind, "layers": list(layer_names), "num_features": int(x.shape[1]),
-        "label": label_source, "catboost": params, "seed": seed,
+        "label": label_source, "catboost": params, "seed": seed, "score_mapping": score_mapping,
+        "score_range": ([float(v) for v in np.percentile(y, [1, 99])] if score_mapping == "label-range"
+                        else [0.0, 1.0]),
         "train": {"images": int((~val).sum()), "val_images": int(val.sum()),
                   "identities": int(len(np.unique(ids))), "unlabelled_dropped": int((~ok).sum()),
                   "best_iteration": int(model.get_best_iteration()),

@@ -22,8 +22,13 @@ KINDS = ("var", "kl")
 
 def _spatial_var(flat: torch.Tensor) -> torch.Tensor:
     """Unbiased variance over H·W; 0 for a 1×1 map (MobileFaceNet's last BatchNorm), where
-    it is undefined."""
-    return flat.var(dim=2) if flat.shape[2] > 1 else torch.zeros(flat.shape[:2], dtype=flat.dtype)
+    it is undefined. Centred two-pass form with a norm: as exact as Tensor.var and several
+    times faster on the CPU, which keeps quality scoring cheap beside the forward pass."""
+    n = flat.shape[2]
+    if n < 2:
+        return torch.zeros(flat.shape[:2], dtype=flat.dtype, device=flat.device)
+    centred = flat - flat.mean(dim=2, keepdim=True)
+    return torch.linalg.vector_norm(centred, dim=2).square() / (n - 1)
 
 
 def _var_features(x: torch.Tensor) -> torch.Tensor:
