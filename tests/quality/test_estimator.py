@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -17,10 +18,12 @@ from faceforge.core.errors import FaceForgeError, ModelLoadError
 from faceforge.io.images import load_image
 from faceforge.models.embedders import create_embedder
 from faceforge.pipeline import FacePipeline, embed_folder
+from faceforge.quality.baselines import BASELINES
 from faceforge.quality.estimator import QualityEstimator, to_score, train_estimator
 from faceforge.quality.scorer import QualityScorer
 from faceforge.quality.workflow import (contact_sheet, filter_parquet, quality_cut, score_parquet,
                                         train_from_folder)
+from faceforge.vision.face import Face
 from tests.conftest import DATA, LFW, need
 
 PEOPLE = ["Alvaro_Uribe", "Amelie_Mauresmo", "Andre_Agassi", "Angelina_Jolie", "Ann_Veneman",
@@ -180,10 +183,25 @@ def test_score_folder_parquet_filter_and_sheet_leave_inputs_untouched(trained, f
                                np.stack(pq.read_table(ref).column("embedding").to_pylist()), atol=1e-6)
 
     # a Parquet without quality, re-aligned from its stored landmarks
-    again = score_parquet(ref, tmp_path / "rescored.parquet", scorer)
+    again = score_parquet(ref, tmp_path / "rescored.parquet", pipeline.embedder, scorer.estimator,
+                          baselines=BASELINES)
     np.testing.assert_array_equal(again.column("quality").to_numpy(), q)
+    lm = np.stack(again.column("landmarks").to_pylist()).reshape(-1, 5, 2)
+    np.testing.assert_allclose(again.column("quality_face_size").to_numpy(), np.linalg.norm(lm[:, 1] - lm[:, 0], axis=1),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(again.column("quality_detector_score").to_numpy(),
+                                  again.column("det_score").to_numpy().astype(np.float64))
+    first = again.slice(0, 1).to_pylist()[0]
+    crop = pipeline.embedder.align(load_image(first["path"]),
+                                   Face(np.zeros(4), 1.0, np.asarray(first["landmarks"], np.float32).reshape(5, 2)))
+    assert first["quality_blur"] == pytest.approx(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+    serfiq = again.column("quality_serfiq").to_numpy()
+    assert ((serfiq > 0) & (serfiq <= 1)).all() and serfiq.std() > 0
+    assert (again.column("quality_pose").to_numpy() <= 0).all()
     with pytest.raises(FaceForgeError, match="overwrite"):
-        score_parquet(ref, ref, scorer)
+        score_parquet(ref, ref, pipeline.embedder, scorer.estimator)
+    with pytest.raises(FaceForgeError, match="unknown quality baselines"):
+        score_parquet(ref, tmp_path / "x.parquet", pipeline.embedder, baselines=["sharpness"])
 
     frozen = _snapshot(tmp_path)
     summary = filter_parquet(out, tmp_path / "lists", drop_percent=10)

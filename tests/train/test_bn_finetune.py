@@ -173,3 +173,46 @@ def test_activation_nll_by_hand():
     expect = (0.5 * torch.log(2 * math.pi * v) + (x - m) ** 2 / (2 * v)).mean()
     assert r["nll"][0] == pytest.approx(float(expect), rel=1e-5)
     assert sorted(r["normalised"]["0"]) == pytest.approx(sorted(((x - m) / v.sqrt()).flatten().numpy()), rel=1e-5)
+
+
+def _small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+
+
+def _bn_ddp_worker(rank, world, port, out_dir, out):
+    import os
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        net = _small_net()
+        if rank == 1:  # a rank that starts from other statistics is overwritten by rank 0's
+            with torch.no_grad():
+                net[1].running_mean += 5.0
+        images = np.random.default_rng(0).integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
+        cfg = BNFinetuneConfig(output=out_dir, epochs=1, batch_size=4, noise=0.25, device="cpu")
+        tuner = BNFinetuner(net, images, cfg, arcface_preprocess)
+        res = tuner.fit()
+        out[rank] = (bn_buffers(net), tuner.steps_per_epoch, len(res["history"]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_broadcasts_then_averages(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_bn_ddp_worker, args=(2, port, str(tmp_path), out), nprocs=2, join=True)
+    (b0, spe, n0), (b1, _, n1) = out[0], out[1]
+    assert spe == 4  # 32 images / 2 ranks / batch 4
+    assert all(torch.equal(b0[k], b1[k]) for k in b0)  # statistics averaged across ranks
+    assert n0 == 2 and n1 == 0                         # rank 0 alone snapshots and records
+    start = _small_net()
+    baseline = tmp_path / "snapshots" / "baseline.safetensors"
+    load_bn_buffers(start, baseline)                    # the baseline is rank 0's, not a blend
+    assert all(torch.equal(v, bn_buffers(_small_net())[k]) for k, v in bn_buffers(start).items())
+    assert not torch.equal(b0["1.running_mean"], bn_buffers(_small_net())["1.running_mean"])

@@ -22,6 +22,8 @@ app = typer.Typer(help="FaceForge: detect, align, embed, compare and evaluate fa
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 eval_app = typer.Typer(help="Evaluation protocols.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+quality_app = typer.Typer(help="Face image quality: train the estimator, score, filter.", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
 
 err = Console(stderr=True)
 out = Console()
@@ -591,6 +593,38 @@ def train(config: Path = typer.Argument(..., help="YAML with model/head/data/tra
         out.print(f"checkpoints in {trainer.cfg.output}/ (last.pt{', best.pt' if trainer.best else ''})")
 
 
+@app.command("bn-finetune")
+def bn_finetune(config: Path = typer.Argument(..., help="YAML with model/data/bn[/ood/val] sections"),
+                device: Optional[str] = typer.Option(None, "--device"),
+                batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+                output: Optional[Path] = typer.Option(None, "--output", "-o"),
+                as_json: bool = JsonOpt) -> None:
+    """Re-estimate only BatchNorm statistics (noise / blur / out-of-domain mixing); resumes a killed run."""
+    from faceforge.train import init_distributed
+    from faceforge.train.config import build_bn_finetuner, load_yaml
+    overrides = {k: v for k, v in {"device": device, "batch_size": batch_size,
+                                   "output": str(output) if output else None}.items() if v is not None}
+    try:
+        init_distributed()
+        tuner = build_bn_finetuner(load_yaml(config), **overrides)
+        res = tuner.fit()
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if tuner.rank != 0:
+        return
+    if as_json:
+        _emit(res, True)
+        return
+    table = Table("snapshot", "step", *(k for k in (res["history"][0] if res["history"] else {})
+                                       if k not in ("snapshot", "step", "epoch", "file")))
+    for row in res["history"]:
+        table.add_row(row["snapshot"], str(row["step"]), *(f"{v:.4f}" if isinstance(v, float) else str(v)
+                      for k, v in row.items() if k not in ("snapshot", "step", "epoch", "file")))
+    out.print(table)
+    best = f"best: {res['best']['snapshot']}; " if res["best"] else ""
+    out.print(f"{best}snapshots and finetuned.safetensors in {res['output']}/")
+
+
 @app.command()
 def prepare(src: Path = typer.Argument(..., help="raw photos: SRC/<identity>/<image>"),
             dst: Path = typer.Argument(..., help="aligned output: DST/<identity>/<image>.jpg"),
@@ -691,3 +725,107 @@ def install_weights() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+@quality_app.command("train")
+def quality_train(folder: Path = typer.Argument(..., help="labelled faces: FOLDER/<identity>/<image>"),
+                  output: Path = typer.Option(..., "-o", "--output", help="estimator path (writes .cbm and .json)"),
+                  detector: str = DetectorOpt,
+                  model: str = typer.Option("dlib-r29", "--model", "-m", help="a PyTorch embedder with BatchNorm"),
+                  device: str = DeviceOpt, batch_size: int = BatchOpt,
+                  kind: str = typer.Option("var", "--kind", help="var | kl (BatchNorm-input features)"),
+                  iterations: int = typer.Option(2500, "--iterations", min=1),
+                  val_fraction: float = typer.Option(0.1, "--val-fraction", help="identities held out for early stopping"),
+                  mapping: str = typer.Option("label-range", "--score-mapping", help="label-range | unit (SPEC)"),
+                  as_json: bool = JsonOpt) -> None:
+    """Fit the quality regressor on a labelled folder (labels: leave-one-out identity centres)."""
+    from faceforge.quality.workflow import train_from_folder
+    try:
+        est, data = train_from_folder(_pipeline(detector, model, device, batch_size), folder, kind,
+                                      iterations=iterations, val_fraction=val_fraction, score_mapping=mapping)
+        cbm, manifest = est.save(output)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    res = {"estimator": str(cbm), "manifest": str(manifest), "faces": len(data.paths),
+           "skipped": len(data.skipped), **est.manifest["train"]}
+    if as_json:
+        _emit(res, True)
+    else:
+        t = est.manifest["train"]
+        out.print(f"{res['faces']} faces ({res['skipped']} files skipped), {t['identities']} identities; "
+                  f"validation RMSE {t['val_rmse']:.4f}, Spearman {t['val_spearman']:.3f} "
+                  f"(best iteration {t['best_iteration']}) → {cbm}")
+
+
+@quality_app.command("score")
+def quality_score(source: Path = typer.Argument(..., help="embeddings .parquet, or a folder of images"),
+                  output: Path = typer.Option(..., "-o", "--output", help="scored .parquet (a new file)"),
+                  estimator: Optional[Path] = typer.Option(None, "--estimator", "-e", help="from `quality train`"),
+                  baselines: Optional[list[str]] = typer.Option(None, "--baseline", help="add a quality_<name> "
+                                                               "column: detector_score | face_size | blur | pose | "
+                                                               "embedding_norm | serfiq (repeatable)"),
+                  sheet: Optional[Path] = typer.Option(None, "--sheet", help="contact sheet .png of the lowest"),
+                  detector: str = DetectorOpt,
+                  model: str = typer.Option("dlib-r29", "--model", "-m", help="the estimator's embedder"),
+                  device: str = DeviceOpt, batch_size: int = BatchOpt,
+                  select: str = typer.Option("all", "--select", help="all | largest | central (folders)"),
+                  as_json: bool = JsonOpt) -> None:
+    """Add a quality column (0..100) and/or baseline columns; the input is never modified."""
+    import dataclasses
+    from faceforge.pipeline import embed_folder
+    from faceforge.quality.estimator import QualityEstimator
+    from faceforge.quality.scorer import QualityScorer
+    from faceforge.quality.workflow import contact_sheet, score_parquet
+    try:
+        pipe = _pipeline(detector, model, device, batch_size)
+        est = QualityEstimator.load(estimator) if estimator else None
+        if source.is_dir():
+            if output.exists():
+                raise FaceForgeError("output exists; scoring a folder writes a new file", output)
+            scorer = QualityScorer(pipe.embedder, est) if est else None
+            first = output.with_name(output.stem + ".partial.parquet") if baselines else output
+            embed_folder(dataclasses.replace(pipe, scorer=scorer), source, first, select)
+            if baselines:  # a second pass over our own file, then swap it in
+                score_parquet(first, output, pipe.embedder, None, baselines, batch_size)
+                first.unlink()
+        else:
+            score_parquet(source, output, pipe.embedder, est, baselines or (), batch_size)
+        from faceforge.io.embeddings import read_embeddings
+        table = read_embeddings(output)
+        column = "quality" if est else f"quality_{baselines[0]}"
+        if sheet:
+            contact_sheet(output, sheet, column=column)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    q = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=float)
+    res = {"output": str(output), "faces": len(q), "column": column,
+           "quality": {"min": float(q.min()), "median": float(np.median(q)), "max": float(q.max())} if len(q) else {},
+           "sheet": str(sheet) if sheet else None}
+    if as_json:
+        _emit(res, True)
+    else:
+        out.print(f"{res['faces']} faces scored → {output} ({column}: " +
+                  ", ".join(f"{k} {v:.4g}" for k, v in res["quality"].items()) + ")")
+
+
+@quality_app.command("filter")
+def quality_filter(scored: Path = typer.Argument(..., help="scored embeddings .parquet"),
+                   output: Path = typer.Option(..., "-o", "--output", help="folder for keep.txt, drop.txt, summary.json"),
+                   drop_percent: Optional[float] = typer.Option(None, "--drop-percent", help="drop the lowest P %"),
+                   min_score: Optional[float] = typer.Option(None, "--min-score", help="drop below this score"),
+                   column: str = typer.Option("quality", "--column", help="quality or a quality_<baseline> column"),
+                   sheet: bool = typer.Option(False, "--sheet", help="also write lowest.png"),
+                   as_json: bool = JsonOpt) -> None:
+    """Split faces into keep/drop lists by quality; images and the Parquet are never touched."""
+    from faceforge.quality.workflow import contact_sheet, filter_parquet
+    try:
+        res = filter_parquet(scored, output, drop_percent, min_score, column)
+        if sheet:
+            res["sheet"] = str(contact_sheet(scored, output / "lowest.png", column=column))
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(res, True)
+    else:
+        out.print(f"kept {res['kept']} of {res['faces']} faces (cut {res['cut']:g}) → {res['keep_list']}, "
+                  f"{res['dropped']} dropped → {res['drop_list']}")

@@ -73,6 +73,6 @@ def serfiq(layer: nn.Linear, layer_inputs: torch.Tensor, passes: int = 100, p: f
         masks = (torch.rand(passes, x.shape[1], generator=g) >= p).float() / (1 - p)
         e = nn.functional.linear(x[i] * masks, w, b)
         e = nn.functional.normalize(e, dim=1)
-        d = (2 - 2 * (e @ e.T)).clamp_min(0).sqrt()[iu[0], iu[1]]
+        d = torch.cdist(e, e, compute_mode="donot_use_mm_for_euclid_dist")[iu[0], iu[1]]  # exact at 0
         out[i] = float(2 * torch.sigmoid(-d.mean()))
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +18,8 @@ from faceforge.core.progress import progress
 from faceforge.io.embeddings import QUALITY_FIELD, _write_table, read_embeddings
 from faceforge.io.images import list_images, load_image
 from faceforge.pipeline import FacePipeline, FaceRecord, Skip
+from faceforge.quality.baselines import (BASELINES, embedding_norm, face_size, laplacian_sharpness,
+                                         pose_frontalness, serfiq)
 from faceforge.quality.estimator import QualityEstimator, train_estimator
 from faceforge.quality.labels import leave_one_out_labels
 from faceforge.quality.scorer import QualityScorer
@@ -80,32 +83,63 @@ def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "v
     return est, data
 
 
-def score_parquet(path: str | Path, output: str | Path, scorer: QualityScorer, batch_size: int = 64,
-                  show_progress: bool | None = None) -> pa.Table:
-    """Re-read every face of an embeddings Parquet from its image and stored landmarks, score
-    it, and write a copy with a `quality` column (replaced if present) to `output`."""
+def score_parquet(path: str | Path, output: str | Path, embedder, estimator: QualityEstimator | None = None,
+                  baselines: Sequence[str] = (), batch_size: int = 64, show_progress: bool | None = None) -> pa.Table:
+    """Re-read every face of an embeddings Parquet from its image and stored landmarks and
+    write a copy to `output` with a `quality` column (the estimator's score; replaced if
+    present) and/or one `quality_<baseline>` column per baseline (quality.baselines)."""
     path, output = Path(path), Path(output)
     if output.resolve() == path.resolve():
         raise FaceForgeError("the output would overwrite the input; choose another file", output)
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise FaceForgeError(f"unknown quality baselines {unknown}; known: {', '.join(BASELINES)}")
+    if estimator is None and not baselines:
+        raise FaceForgeError("nothing to compute: give an estimator and/or baselines")
     table = read_embeddings(path)
-    if "landmarks" not in table.column_names:
-        raise FaceForgeError("no landmarks column: cannot re-align the faces", path)
+    missing = {"landmarks", "det_score"} - set(table.column_names)
+    if missing:
+        raise FaceForgeError(f"no {sorted(missing)} column: cannot re-align the faces", path)
     rows = table.select(["path", "landmarks"]).to_pylist()
-    emb = scorer.embedder
-    quality = np.zeros(len(rows), np.int32)
+    landmarks = np.asarray([r["landmarks"] for r in rows], np.float32).reshape(-1, 5, 2)
+    scorer = QualityScorer(embedder, estimator) if estimator is not None or "serfiq" in baselines else None
+    cols: dict[str, list[np.ndarray]] = {b: [] for b in baselines if b in ("blur", "embedding_norm", "serfiq")}
+    quality: list[np.ndarray] = []
     cache: tuple[str, np.ndarray] | None = None
     for start in progress(range(0, len(rows), batch_size), "quality", enabled=show_progress):
         crops = []
-        for r in rows[start:start + batch_size]:
+        for r, lm in zip(rows[start:start + batch_size], landmarks[start:start + batch_size]):
             if cache is None or cache[0] != r["path"]:
                 cache = (r["path"], load_image(r["path"]))  # faces of one file are adjacent
-            lm = np.asarray(r["landmarks"], np.float32).reshape(5, 2)
-            crops.append(emb.align(cache[1], Face(np.zeros(4, np.float32), 1.0, lm)))
-        _, feats = scorer.features(np.stack(crops))
-        quality[start:start + len(crops)] = scorer.estimator.score(feats)
-    if "quality" in table.column_names:
-        table = table.drop_columns(["quality"])
-    table = table.append_column(QUALITY_FIELD, pa.array(quality, pa.int32()))
+            crops.append(embedder.align(cache[1], Face(np.zeros(4, np.float32), 1.0, lm)))
+        crops = np.stack(crops)
+        if scorer is not None:
+            if "serfiq" in cols:
+                raw, feats, lin_in, layer = scorer.features(crops, embedding_layer_input=True)
+                cols["serfiq"].append(serfiq(layer, lin_in))
+            else:
+                raw, feats = scorer.features(crops)
+            if estimator is not None:
+                quality.append(estimator.score(feats))
+        else:
+            raw = embedder.embed_raw(crops) if "embedding_norm" in cols else None
+        if "embedding_norm" in cols:
+            cols["embedding_norm"].append(embedding_norm(raw))
+        if "blur" in cols:
+            cols["blur"].append(laplacian_sharpness(crops))
+    values = {f"quality_{b}": np.concatenate(v) for b, v in cols.items()}
+    if "detector_score" in baselines:
+        values["quality_detector_score"] = table.column("det_score").to_numpy(zero_copy_only=False).astype(np.float64)
+    if "face_size" in baselines:
+        values["quality_face_size"] = face_size(landmarks)
+    if "pose" in baselines:
+        values["quality_pose"] = pose_frontalness(landmarks)
+    new = {name: pa.array(v, pa.float64()) for name, v in values.items()}
+    if estimator is not None:
+        new["quality"] = pa.array(np.concatenate(quality), pa.int32())
+    table = table.drop_columns([c for c in new if c in table.column_names])
+    for name, arr in new.items():
+        table = table.append_column(QUALITY_FIELD if name == "quality" else pa.field(name, pa.float64()), arr)
     _write_table(output, table)
     return table
 

@@ -281,6 +281,10 @@ class BNFinetuner:
                 row["seconds"] = round(time.perf_counter() - t0, 2)
         if self.best is not None and self.rank == 0:
             load_bn_buffers(self.model, self.out / "best.safetensors")
+        if self.rank == 0:  # the whole network with the chosen statistics, loadable as weights
+            from safetensors.torch import save
+            with atomic_write(self.out / "finetuned.safetensors", "wb") as fh:
+                fh.write(save({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}))
         self.model.eval()
         return self._result()
 

@@ -106,3 +106,43 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
     augment = d.get("augment", "light")
     return Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
                    callbacks=cbs, identity=identity)
+
+
+def build_bn_finetuner(cfg: dict, **overrides):
+    """BatchNorm fine-tuning from YAML (SPEC §5):
+
+        model: {backbone: dlib-r29, weights: null}
+        data:  {root: aligned/, list: null}          # crops at the backbone's input size
+        bn:    {epochs: 3, batch_size: 64, momentum: 0.1, noise: 0.05, blur: 0.05, ood: 0.05,
+                snapshot_every: 0, output: runs/bn}
+        ood:   {source: fractals}                    # or a folder of face-free images
+        val:   {pairs: val_pairs.txt, root: aligned/}  # verification accuracy of every snapshot
+    """
+    from faceforge.train.bn_finetune import BNFinetuneConfig, BNFinetuner, OutOfDomainImages
+    m, d = cfg.get("model", {}), cfg.get("data", {})
+    bcfg = BNFinetuneConfig.from_dict({**cfg.get("bn", {}), **overrides})
+    if not d.get("root"):
+        raise FaceForgeError("data: give `root`, a folder of aligned faces (<identity>/<image>)")
+    files = [l.strip() for l in Path(d["list"]).read_text().splitlines() if l.strip()] if d.get("list") else None
+    dataset = ImageFolderDataset(d["root"], files=files)
+    name = m.get("backbone", "dlib-r29")
+    kw = {k: v for k, v in m.items() if k not in ("backbone", "weights")}
+    backbone = create_backbone(name, **kw)
+    if m.get("weights"):
+        load_weights(backbone, m["weights"])
+    from faceforge.train.trainer import arcface_preprocess
+    pre = getattr(backbone, "preprocess", arcface_preprocess)
+    size = dataset[0][0].shape[0]
+    ood = None
+    source = cfg.get("ood", {}).get("source")
+    if source == "fractals":
+        from faceforge.io.fractals import FractalImages
+        ood = FractalImages(size, seed=bcfg.seed)
+    elif source:
+        ood = OutOfDomainImages(source, size)
+    evaluate, metric = None, None
+    if cfg.get("val", {}).get("pairs"):
+        from faceforge.evaluate.callbacks import VerificationCallback
+        cb = VerificationCallback(cfg["val"]["pairs"], cfg["val"].get("root", d["root"]))
+        evaluate, metric = (lambda model: cb.evaluate(model, pre, next(model.parameters()).device)), "val_acc"
+    return BNFinetuner(backbone, dataset, bcfg, pre, ood=ood, evaluate=evaluate, metric=metric)
