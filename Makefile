@@ -32,6 +32,9 @@ bench: install
 	$(PY) bench/train.py
 	$(PY) bench/train_lfw.py --recipe scratch
 	$(PY) bench/train_lfw.py --recipe dlib-finetune
+	$(PY) bench/quality_lfw.py
+	$(PY) bench/quality.py
+	$(PY) bench/bn_finetune_lfw.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

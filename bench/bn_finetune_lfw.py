@@ -5,7 +5,8 @@ them — parameters frozen, BatchNorm in train mode, momentum 0.1, batches of 64
 aligned faces of the training identities (bench/data/lfw_split/train.txt), optionally mixed
 with 5 % N(0,1) noise images, Gaussian blur σ ∈ [3, 5] on 5 % of faces, 5 % fractal images
 (procedural, offline) or 5 % face-free photos (../shared/data/nonface_imagenet), for 3 epochs
-with a snapshot every 25 steps and at each epoch's end. Every snapshot is evaluated on the
+with a snapshot every 25 steps and at each epoch's end; one more variant averages all batches
+(momentum None) instead of the exponential average. Every snapshot is evaluated on the
 validation identities (val.txt, all pairs: mean TPR at FPR 1e-4 and 1e-3) and the best one is
 reported on the test identities (allpairs_test.txt: 7,791 images, 30.3 M pairs) — chosen on one
 set, reported on another. Diagnostics: per-layer drift of the statistics, per-layer NLL of test
@@ -45,6 +46,7 @@ SPLIT = HERE / "data" / "lfw_split"
 RESULTS = HERE / "results"
 VARIANTS = {
     "LFW faces only": {},
+    "LFW faces only, cumulative average": {"momentum": None},
     "+ noise": {"noise": 0.05},
     "+ blur": {"blur": 0.05},
     "+ fractals": {"ood": 0.05, "source": "fractals"},
@@ -103,7 +105,8 @@ def main() -> None:
             source = v.get("source")
             ood = FractalImages(150, seed=0) if source == "fractals" else \
                 OutOfDomainImages(shared_data_dir() / "nonface_imagenet", 150) if source == "photos" else None
-            cfg = BNFinetuneConfig(output=f"{tmp}/{len(rows)}", epochs=args.epochs, batch_size=64, momentum=0.1,
+            cfg = BNFinetuneConfig(output=f"{tmp}/{len(rows)}", epochs=args.epochs, batch_size=64,
+                                   momentum=v.get("momentum", 0.1),
                                    noise=v.get("noise", 0.0), blur=v.get("blur", 0.0), ood=v.get("ood", 0.0),
                                    snapshot_every=args.snapshot_every, device="cpu")
             t0 = time.perf_counter()

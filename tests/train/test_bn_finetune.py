@@ -75,6 +75,24 @@ def test_momentum_and_noise_batches_by_hand(tmp_path):
     assert torch.allclose(net[1].running_mean, 0.7 * old + 0.3 * batch_mean, atol=1e-6)
 
 
+def test_cumulative_average_when_momentum_is_none(tmp_path):
+    """momentum None: after k steps each running mean is the plain mean of the k batch means,
+    whatever the pretrained batch count was."""
+    net = nn.Sequential(nn.Conv2d(3, 2, 1, bias=False), nn.BatchNorm2d(2))
+    net[1].num_batches_tracked.fill_(10_000)
+    images = np.random.default_rng(1).integers(0, 256, (12, 5, 5, 3), dtype=np.uint8)
+    cfg = BNFinetuneConfig(output=str(tmp_path), epochs=1, batch_size=4, momentum=None, device="cpu")
+    tuner = BNFinetuner(net, images, cfg, arcface_preprocess)
+    order = np.random.default_rng([0, 0]).permutation(12)
+    batch_means = []
+    with torch.no_grad():
+        for b in range(3):
+            x = tuner._batch(0, np.arange(4 * b, 4 * b + 4), order)
+            batch_means.append(net[0](x).mean(dim=(0, 2, 3)))
+    tuner.fit()
+    assert torch.allclose(net[1].running_mean, torch.stack(batch_means).mean(0), atol=1e-6)
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     images = _lfw_chips(24, 150)
     pre = DlibResNet29.preprocess

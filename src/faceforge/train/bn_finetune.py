@@ -42,7 +42,7 @@ class BNFinetuneConfig:
     output: str = "runs/bn"
     epochs: int = 3
     batch_size: int = 64
-    momentum: float = 0.1
+    momentum: float | None = 0.1  # None: cumulative average over the fine-tuning batches
     noise: float = 0.0          # ⌊noise·B⌋ N(0,1) images (in the network's input space) appended per batch
     blur: float = 0.0           # probability of Gaussian blur σ ∈ [3, 5], first in the pipeline
     ood: float = 0.0            # share of each batch replaced by out-of-domain images
@@ -61,8 +61,8 @@ class BNFinetuneConfig:
         for name in ("noise", "blur", "ood"):
             if not 0.0 <= getattr(cfg, name) < 1.0:
                 raise FaceForgeError(f"bn.{name} must be a fraction in [0, 1), got {getattr(cfg, name)}")
-        if not 0.0 < cfg.momentum <= 1.0:
-            raise FaceForgeError(f"bn.momentum must be in (0, 1], got {cfg.momentum}")
+        if cfg.momentum is not None and not 0.0 < cfg.momentum <= 1.0:
+            raise FaceForgeError(f"bn.momentum must be in (0, 1] or null (cumulative average), got {cfg.momentum}")
         return cfg
 
 
@@ -76,13 +76,17 @@ def batchnorms(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
     return bns
 
 
-def prepare_for_bn_finetune(model: nn.Module, momentum: float = 0.1) -> None:
-    """Freeze all parameters, put BatchNorm layers (only) in train mode with this momentum."""
+def prepare_for_bn_finetune(model: nn.Module, momentum: float | None = 0.1) -> None:
+    """Freeze all parameters, put BatchNorm layers (only) in train mode with this momentum.
+    momentum None = the plain average of every fine-tuning batch (PyTorch's cumulative mode);
+    the batch counters restart so the pretrained count does not freeze the average."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     for _, bn in batchnorms(model):
         bn.momentum = momentum
+        if momentum is None:
+            bn.num_batches_tracked.zero_()
         bn.train()
 
 
