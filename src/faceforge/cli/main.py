@@ -33,6 +33,10 @@ ModelOpt = typer.Option("sface", "--model", "-m", help="sface | dlib-r29 | onnx:
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 BatchOpt = typer.Option(32, "--batch-size", "-b", min=1, help="faces per forward pass")
 JsonOpt = typer.Option(False, "--json", help="print JSON to stdout")
+# train / bn-finetune: replace the config's value when given
+RunDeviceOpt = typer.Option(None, "--device", help="overrides the config")
+RunBatchOpt = typer.Option(None, "--batch-size", help="overrides the config")
+RunOutputOpt = typer.Option(None, "--output", "-o", help="overrides the config's output folder")
 
 
 def _emit(obj, as_json: bool) -> None:
@@ -562,18 +566,22 @@ def demo(output: Path = typer.Option(Path("demo-output"), "-o", "--output"),
     out.print(f"outputs in {res['output_dir']}/ (verification.json, similarity_*.png, lfw.json, lfw_roc.png)")
 
 
+def _run_overrides(device: Optional[str], batch_size: Optional[int], output: Optional[Path]) -> dict:
+    """Command-line options that replace the config's (train / bn sections)."""
+    return {k: v for k, v in {"device": device, "batch_size": batch_size,
+                              "output": str(output) if output else None}.items() if v is not None}
+
+
 @app.command()
 def train(config: Path = typer.Argument(..., help="YAML with model/head/data/train sections"),
           resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from output/last.pt"),
-          device: Optional[str] = typer.Option(None, "--device"),
-          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-          output: Optional[Path] = typer.Option(None, "--output", "-o"),
+          device: Optional[str] = RunDeviceOpt, batch_size: Optional[int] = RunBatchOpt,
+          output: Optional[Path] = RunOutputOpt,
           as_json: bool = JsonOpt) -> None:
     """Train or fine-tune a recognition model (multi-GPU: torchrun --nproc_per_node N -m faceforge.cli.main train ...)."""
     from faceforge.train import init_distributed
     from faceforge.train.config import build_trainer, load_yaml
-    overrides = {k: v for k, v in {"device": device, "batch_size": batch_size,
-                                   "output": str(output) if output else None}.items() if v is not None}
+    overrides = _run_overrides(device, batch_size, output)
     try:
         init_distributed()
         trainer = build_trainer(load_yaml(config), **overrides)
@@ -595,15 +603,13 @@ def train(config: Path = typer.Argument(..., help="YAML with model/head/data/tra
 
 @app.command("bn-finetune")
 def bn_finetune(config: Path = typer.Argument(..., help="YAML with model/data/bn[/ood/val] sections"),
-                device: Optional[str] = typer.Option(None, "--device"),
-                batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-                output: Optional[Path] = typer.Option(None, "--output", "-o"),
+                device: Optional[str] = RunDeviceOpt, batch_size: Optional[int] = RunBatchOpt,
+                output: Optional[Path] = RunOutputOpt,
                 as_json: bool = JsonOpt) -> None:
     """Re-estimate only BatchNorm statistics (noise / blur / out-of-domain mixing); resumes a killed run."""
     from faceforge.train import init_distributed
     from faceforge.train.config import build_bn_finetuner, load_yaml
-    overrides = {k: v for k, v in {"device": device, "batch_size": batch_size,
-                                   "output": str(output) if output else None}.items() if v is not None}
+    overrides = _run_overrides(device, batch_size, output)
     try:
         init_distributed()
         tuner = build_bn_finetuner(load_yaml(config), **overrides)

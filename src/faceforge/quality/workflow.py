@@ -5,6 +5,7 @@ never modified: every result is a new file.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +36,7 @@ class Collected:
     embeddings: np.ndarray   # L2-normalised
     features: np.ndarray
     layer_names: list[str]
+    fingerprint: str         # of the network the features came from
     skipped: list[Skip]
 
 
@@ -56,20 +58,18 @@ def collect_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var"
     folder = Path(folder)
     files = list_images(folder)
     collector = _FeatureCollector(QualityScorer(pipeline.embedder, kind=kind))
-    old, pipeline.scorer = pipeline.scorer, collector
+    collecting = dataclasses.replace(pipeline, scorer=collector)
     recs: list[FaceRecord] = []
     skips: list[Skip] = []
-    try:
-        for r in progress(pipeline.process_files(files, select="central"), "quality features",
-                          total=len(files), enabled=show_progress):
-            (recs if isinstance(r, FaceRecord) else skips).append(r)
-    finally:
-        pipeline.scorer = old
+    for r in progress(collecting.process_files(files, select="central"), "quality features",
+                      total=len(files), enabled=show_progress):
+        (recs if isinstance(r, FaceRecord) else skips).append(r)
     if not recs:
         raise FaceForgeError("no usable face in any image", folder)
     ids = np.array([Path(r.path).relative_to(folder).parts[0] for r in recs])
     return Collected([r.path for r in recs], ids, np.stack([r.embedding for r in recs]),
-                     np.concatenate(collector.features), collector.scorer.layer_names, skips)
+                     np.concatenate(collector.features), collector.scorer.layer_names,
+                     collector.scorer.fingerprint, skips)
 
 
 def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var",
@@ -77,9 +77,8 @@ def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "v
     """Labels: leave-one-out identity centres (no trained head needed; faceforge.quality.labels)."""
     data = collect_folder(pipeline, folder, kind, show_progress)
     labels = leave_one_out_labels(data.embeddings, data.identities)
-    scorer = QualityScorer(pipeline.embedder, kind=kind)
     est = train_estimator(data.features, labels, data.identities, backbone=pipeline.embedder.name,
-                          layer_names=data.layer_names, kind=kind, fingerprint=scorer.fingerprint, **train_kw)
+                          layer_names=data.layer_names, kind=kind, fingerprint=data.fingerprint, **train_kw)
     return est, data
 
 
