@@ -114,7 +114,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     measures = {"QAA (CatBoost, dlib-r29 BN features)": pred,
                 "QAA score 0..100 (label-range mapping, default)": est.score(test["features"]).astype(np.float64),
-                "QAA score 0..100 (SPEC unit mapping)": to_score(pred).astype(np.float64),
+                "QAA score 0..100 (reference unit mapping)": to_score(pred).astype(np.float64),
                 **test["baselines"], "random": rng.random(len(pred))}
     correlation = {k: float(np.corrcoef(np.argsort(np.argsort(v[ok])), np.argsort(np.argsort(test_labels[ok])))[0, 1])
                    for k, v in measures.items()}

@@ -742,7 +742,7 @@ def quality_train(folder: Path = typer.Argument(..., help="labelled faces: FOLDE
                   kind: str = typer.Option("var", "--kind", help="var | kl (BatchNorm-input features)"),
                   iterations: int = typer.Option(2500, "--iterations", min=1),
                   val_fraction: float = typer.Option(0.1, "--val-fraction", help="identities held out for early stopping"),
-                  mapping: str = typer.Option("label-range", "--score-mapping", help="label-range | unit (SPEC)"),
+                  mapping: str = typer.Option("label-range", "--score-mapping", help="label-range | unit (the reference's clip(p, 0, 1)·100)"),
                   as_json: bool = JsonOpt) -> None:
     """Fit the quality regressor on a labelled folder (labels: leave-one-out identity centres)."""
     from faceforge.quality.workflow import train_from_folder
