@@ -1,0 +1,118 @@
+"""Per-identity graph filtering of a labelled face dataset (the reference's FaceDatasetFiltering).
+
+Within one identity, images i and j are joined when their cosine similarity reaches the lower
+of their two qualities minus a margin: S_ij ≥ min(q_i, q_j) − margin. A good pair of faces
+must agree as well as good faces usually do; a poor face is held to the lower standard its
+quality predicts, so blurred or turned photos of the right person stay connected. Communities
+of that graph (label propagation, as the reference; Leiden as an option) are numbered by size,
+0 being the largest — the identity itself in a reasonably clean folder — and an image without
+any edge is −1. Quality is the raw regressor output in [0, 1] (a cosine to the class centre);
+without quality a constant threshold is the same rule with q = threshold + margin.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceforge.core.errors import FaceForgeError
+
+METHODS = ("label_propagation", "leiden")
+
+
+def _unit(embeddings: np.ndarray) -> np.ndarray:
+    e = np.asarray(embeddings, dtype=np.float64)
+    if e.ndim != 2:
+        raise FaceForgeError(f"embeddings must be N×D, got shape {e.shape}")
+    norms = np.linalg.norm(e, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-12))
+    if len(bad):
+        raise FaceForgeError(f"{len(bad)} embeddings are zero or not finite (first: row {bad[0]})")
+    return e / norms[:, None]
+
+
+def quality_edges(embeddings: np.ndarray, quality: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """N×N boolean adjacency: S_ij ≥ min(q_i, q_j) − margin, no self-loops (vectorised; one
+    identity's images at a time, so N×N stays small)."""
+    e = _unit(embeddings)
+    q = np.asarray(quality, dtype=np.float64)
+    if q.shape != (len(e),) or not np.isfinite(q).all():
+        raise FaceForgeError(f"need one finite quality per embedding ({len(e)}), got shape {q.shape}")
+    s = e @ e.T
+    adj = s >= np.minimum.outer(q, q) - margin - 1e-9  # equality up to rounding counts
+    np.fill_diagonal(adj, False)
+    return adj
+
+
+def communities(adj: np.ndarray, method: str = "label_propagation", seed: int = 0) -> np.ndarray:
+    """Community per node, 0 = largest (ties: the one holding the lowest index), −1 = isolated."""
+    if method not in METHODS:
+        raise FaceForgeError(f"unknown community method {method!r}; one of {', '.join(METHODS)}")
+    n = len(adj)
+    labels = np.full(n, -1, dtype=np.int64)
+    connected = np.flatnonzero(adj.any(axis=1))
+    if len(connected) == 0:
+        return labels
+    ii, jj = np.nonzero(np.triu(adj, 1))
+    if method == "label_propagation":
+        import networkx as nx
+        g = nx.Graph()
+        g.add_nodes_from(connected.tolist())
+        g.add_edges_from(zip(ii.tolist(), jj.tolist()))
+        groups = [sorted(c) for c in nx.community.label_propagation_communities(g)]
+    else:
+        try:
+            import igraph as ig
+            import leidenalg
+        except ImportError as exc:
+            raise FaceForgeError("Leiden needs the `curate` extra: pip install 'faceforge[curate]'") from exc
+        g = ig.Graph(n=n, edges=list(zip(ii.tolist(), jj.tolist())))
+        part = leidenalg.find_partition(g, leidenalg.ModularityVertexPartition, seed=seed)
+        groups = [sorted(c) for c in part if len(c) > 1 or adj[c[0]].any()]
+    groups.sort(key=lambda c: (-len(c), c[0]))
+    for k, c in enumerate(groups):
+        labels[c] = k
+    return labels
+
+
+@dataclass
+class IdentityFilter:
+    """One identity's result: community per image (−1 isolated), the main community (0, or −1
+    when every image is isolated), and which images are kept."""
+
+    identity: str
+    labels: np.ndarray
+    main: int
+
+    @property
+    def keep(self) -> np.ndarray:
+        return self.labels == self.main if self.main >= 0 else np.zeros(len(self.labels), bool)
+
+
+def filter_identity(identity: str, embeddings: np.ndarray, quality: np.ndarray | None = None,
+                    margin: float = 0.1, threshold: float | None = None, method: str = "label_propagation",
+                    seed: int = 0) -> IdentityFilter:
+    """Graph-filter one identity. Give `quality` (per image, in [0, 1]) or a fixed `threshold`."""
+    e = np.asarray(embeddings)
+    if (quality is None) == (threshold is None):
+        raise FaceForgeError(f"{identity}: give per-image quality or a fixed threshold, not both or neither")
+    q = np.full(len(e), threshold + margin) if quality is None else quality
+    labels = communities(quality_edges(e, q, margin), method, seed) if len(e) else np.zeros(0, np.int64)
+    return IdentityFilter(identity, labels, 0 if (labels == 0).any() else -1)
+
+
+def filter_dataset(embeddings: np.ndarray, identities, quality: np.ndarray | None = None, margin: float = 0.1,
+                   threshold: float | None = None, method: str = "label_propagation",
+                   seed: int = 0) -> dict[str, IdentityFilter]:
+    """Every identity filtered on its own; results keyed by identity name, rows in input order."""
+    ids = np.asarray(identities)
+    e = np.asarray(embeddings)
+    if len(ids) != len(e):
+        raise FaceForgeError(f"{len(e)} embeddings but {len(ids)} identities")
+    q = None if quality is None else np.asarray(quality, dtype=np.float64)
+    out = {}
+    for name in np.unique(ids):
+        rows = np.flatnonzero(ids == name)
+        out[str(name)] = filter_identity(str(name), e[rows], None if q is None else q[rows], margin,
+                                         threshold, method, seed)
+    return out
