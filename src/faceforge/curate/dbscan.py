@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.curate.graph_filter import _unit
+from faceforge.core.vectors import unit_rows
 
 
 def renumber_by_size(labels: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
 def dbscan_labels(embeddings: np.ndarray, eps: float = 0.3, min_samples: int = 2) -> np.ndarray:
     """DBSCAN on cosine distance; −1 = noise, clusters numbered by size."""
     from sklearn.cluster import DBSCAN
-    e = _unit(embeddings)
+    e = unit_rows(embeddings)
     if len(e) == 0:
         return np.zeros(0, np.int64)
     return renumber_by_size(DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(e).labels_)
@@ -31,7 +31,7 @@ def dbscan_labels(embeddings: np.ndarray, eps: float = 0.3, min_samples: int = 2
 def elbow_eps(embeddings: np.ndarray, k: int | None = None) -> float:
     """k = ⌊0.1·n⌋ (at least 1); each point's mean cosine distance to its k nearest others,
     sorted; the elbow is the point farthest from the chord joining the first and last."""
-    e = _unit(embeddings)
+    e = unit_rows(embeddings)
     n = len(e)
     if n < 3:
         raise FaceForgeError(f"the k-distance elbow needs at least 3 points, got {n}")

@@ -16,25 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.vectors import unit_rows
 
 METHODS = ("label_propagation", "leiden")
-
-
-def _unit(embeddings: np.ndarray) -> np.ndarray:
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2:
-        raise FaceForgeError(f"embeddings must be N×D, got shape {e.shape}")
-    norms = np.linalg.norm(e, axis=1)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-12))
-    if len(bad):
-        raise FaceForgeError(f"{len(bad)} embeddings are zero or not finite (first: row {bad[0]})")
-    return e / norms[:, None]
 
 
 def quality_edges(embeddings: np.ndarray, quality: np.ndarray, margin: float = 0.1) -> np.ndarray:
     """N×N boolean adjacency: S_ij ≥ min(q_i, q_j) − margin, no self-loops (vectorised; one
     identity's images at a time, so N×N stays small)."""
-    e = _unit(embeddings)
+    e = unit_rows(embeddings)
     q = np.asarray(quality, dtype=np.float64)
     if q.shape != (len(e),) or not np.isfinite(q).all():
         raise FaceForgeError(f"need one finite quality per embedding ({len(e)}), got shape {q.shape}")

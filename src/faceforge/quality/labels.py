@@ -13,22 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-
-
-def _unit_rows(embeddings: np.ndarray, what: str) -> np.ndarray:
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2 or len(e) == 0:
-        raise FaceForgeError(f"{what} must be a non-empty N×D array, got shape {e.shape}")
-    norms = np.linalg.norm(e, axis=1)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-12))
-    if len(bad):
-        raise FaceForgeError(f"{what}: {len(bad)} rows are zero or not finite (first: row {bad[0]})")
-    return e / norms[:, None]
+from faceforge.core.vectors import unit_rows
 
 
 def leave_one_out_labels(embeddings: np.ndarray, identities) -> np.ndarray:
     """cos(e_i, mean of the other embeddings of i's identity), NaN where there is none."""
-    e = _unit_rows(embeddings, "embeddings")
+    e = unit_rows(embeddings, "embeddings")
+    if len(e) == 0:
+        raise FaceForgeError("no embeddings to label")
     ids = np.asarray(identities)
     if len(ids) != len(e):
         raise FaceForgeError(f"{len(e)} embeddings but {len(ids)} identities")
@@ -45,11 +37,11 @@ def leave_one_out_labels(embeddings: np.ndarray, identities) -> np.ndarray:
 
 def head_labels(embeddings: np.ndarray, classes: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """cos(e_i, W[y_i]): the centre a margin head (softmax, ArcFace, Partial FC) learnt."""
-    e = _unit_rows(embeddings, "embeddings")
+    e = unit_rows(embeddings, "embeddings")
     w = np.asarray(weight, dtype=np.float64)
     y = np.asarray(classes)
     if w.ndim != 2 or w.shape[1] != e.shape[1]:
         raise FaceForgeError(f"head weight of shape {w.shape} does not fit {e.shape[1]}-d embeddings")
     if len(y) != len(e) or y.min() < 0 or y.max() >= len(w):
         raise FaceForgeError(f"class indices must be one per embedding and within 0..{len(w) - 1}")
-    return (e * _unit_rows(w, "head weight")[y]).sum(axis=1)
+    return (e * unit_rows(w, "head weight")[y]).sum(axis=1)
