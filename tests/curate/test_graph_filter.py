@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.curate.graph_filter import communities, filter_dataset, filter_identity, quality_edges
+from faceforge.curate.graph_filter import (
+    communities, filter_dataset, filter_identity, quality_edges, scaled_margin,
+)
 
 
 def _angles(deg):
@@ -90,3 +92,11 @@ def test_real_faces_with_planted_intruders():
     e = np.stack([pipe.embed_file(p, select="central")[1][0] for p in own + intruders])
     r = filter_identity("Tony_Blair", e, threshold=pipe.embedder.threshold)
     assert r.keep[:10].sum() >= 8 and not r.keep[10:].any(), r.labels
+
+
+def test_scaled_margin_by_hand():
+    assert scaled_margin(0.363) == pytest.approx(0.1)
+    assert scaled_margin(0.905) == pytest.approx(0.1 * 0.095 / 0.637)
+    assert scaled_margin(0.5, margin=0.2) == pytest.approx(0.2 * 0.5 / 0.637)
+    with pytest.raises(FaceForgeError, match="cosine threshold"):
+        scaled_margin(1.0)

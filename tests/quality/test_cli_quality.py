@@ -45,6 +45,14 @@ def test_quality_train_score_filter(faces, tmp_path):
     table = pq.read_table(scored)
     assert s["faces"] == table.num_rows == 42
     assert {"quality", "quality_blur", "quality_pose"} <= set(table.column_names)
+    rescored = tmp_path / "rescored.parquet"  # from the Parquet: the raw output too, and the score is its mapping
+    run("quality", "score", str(scored), "-o", str(rescored), "-e", str(est.with_suffix(".cbm")), "--json")
+    again = pq.read_table(rescored)
+    raw = again.column("quality_raw").to_numpy()
+    from faceforge.quality.estimator import QualityEstimator
+    np.testing.assert_array_equal(again.column("quality").to_numpy(),
+                                  QualityEstimator.load(est.with_suffix(".cbm")).map_score(raw))
+    assert 0.0 < raw.min() and raw.max() < 1.0
     assert not scored.with_name("scored.partial.parquet").exists()
     assert load_image(tmp_path / "s.png").shape[1] == 8 * 112
     f = run("quality", "filter", str(scored), "-o", str(tmp_path / "lists"), "--drop-percent", "10", "--json")

@@ -9,7 +9,9 @@ faces fit where an n×n similarity matrix would not.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -126,8 +128,13 @@ def graph_communities(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarr
             raise FaceForgeError("Infomap needs the `curate` extra: pip install 'faceforge[curate]'") from exc
         im = Infomap(silent=True, two_level=True, seed=seed + 1, num_trials=1)
         im.add_links(zip(src.tolist(), dst.tolist(), weight.tolist()))
-        modules = im.run().modules()
-        labels[np.fromiter(modules.keys(), np.int64)] = np.fromiter(modules.values(), np.int64)
+        im.run()
+        # read the result back from Infomap's own .clu writer: iterating its SWIG result objects
+        # crashes when FAISS's SWIG module was loaded first (both register a SwigPyIterator)
+        with tempfile.TemporaryDirectory() as tmp:
+            im.write_clu(str(Path(tmp) / "modules.clu"))
+            clu = np.loadtxt(Path(tmp) / "modules.clu", comments="#", usecols=(0, 1), dtype=np.int64, ndmin=2)
+        labels[clu[:, 0]] = clu[:, 1]
     degree = np.bincount(src, minlength=n) + np.bincount(dst, minlength=n)
     labels[degree == 0] = -1
     return renumber_by_size(labels)

@@ -19,6 +19,17 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.vectors import unit_rows
 
 METHODS = ("label_propagation", "leiden")
+REFERENCE_MARGIN = 0.1
+REFERENCE_THRESHOLD = 0.363  # an ArcFace-like cosine scale (SFace's same-person threshold)
+
+
+def scaled_margin(threshold: float, margin: float = REFERENCE_MARGIN) -> float:
+    """The reference margin carried to another model's cosine scale: margin·(1 − t)/(1 − 0.363).
+    A model whose same-person cosines live in [0.905, 1] (dlib-r29) has strangers at ≈ 0.85, so
+    an unscaled 0.1 would join them (bench/curation_lfw.py measures both)."""
+    if not -1.0 < threshold < 1.0:
+        raise FaceForgeError(f"a cosine threshold must lie in (−1, 1), got {threshold}")
+    return margin * (1.0 - threshold) / (1.0 - REFERENCE_THRESHOLD)
 
 
 def quality_edges(embeddings: np.ndarray, quality: np.ndarray, margin: float = 0.1) -> np.ndarray:

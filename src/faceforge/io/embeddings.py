@@ -144,6 +144,13 @@ class EmbeddingWriter:
                 self._skip_fh.close()
 
 
+def face_keys(table: pa.Table) -> list[str]:
+    """One name per row: the image path, `path#k` for the k-th extra face of a file."""
+    paths = table.column("path").to_pylist()
+    idx = table.column("face_index").to_pylist() if "face_index" in table.column_names else [0] * len(paths)
+    return [p if k == 0 else f"{p}#{k}" for p, k in zip(paths, idx)]
+
+
 def iter_rows(table: pa.Table, columns: Iterable[str]) -> Iterable[tuple]:
     cols = [table.column(c).to_pylist() for c in columns]
     return zip(*cols)

@@ -30,6 +30,12 @@ def register_embedder(name: str) -> Callable[[type], type]:
     return wrap
 
 
+def known_threshold(name: str) -> float | None:
+    """The same-person cosine threshold of a registered model, where one is known."""
+    cls = _REGISTRY.get(name)
+    return getattr(cls, "threshold", None) if cls is not None else None
+
+
 def list_embedders() -> list[str]:
     return sorted(_REGISTRY) + ["onnx:<path>"]
 

@@ -98,8 +98,12 @@ class QualityEstimator:
         return np.asarray(self.model.predict(x), dtype=np.float64)
 
     def score(self, features: np.ndarray) -> np.ndarray:
+        return self.map_score(self.predict(features))
+
+    def map_score(self, prediction: np.ndarray) -> np.ndarray:
+        """Raw regressor output → the 0..100 score under this estimator's mapping."""
         lo, hi = self.manifest.get("score_range", (0.0, 1.0))
-        return to_score(self.predict(features), lo, hi)
+        return to_score(prediction, lo, hi)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         cbm, js = _paths(path)

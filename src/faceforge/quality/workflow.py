@@ -16,7 +16,7 @@ import pyarrow as pa
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write, atomic_write_json, atomic_write_text
 from faceforge.core.progress import progress
-from faceforge.io.embeddings import QUALITY_FIELD, _write_table, read_embeddings
+from faceforge.io.embeddings import QUALITY_FIELD, _write_table, face_keys, read_embeddings
 from faceforge.io.images import list_images, load_image
 from faceforge.pipeline import FacePipeline, FaceRecord, Skip
 from faceforge.quality.baselines import (BASELINES, embedding_norm, face_size, laplacian_sharpness,
@@ -85,8 +85,9 @@ def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "v
 def score_parquet(path: str | Path, output: str | Path, embedder, estimator: QualityEstimator | None = None,
                   baselines: Sequence[str] = (), batch_size: int = 64, show_progress: bool | None = None) -> pa.Table:
     """Re-read every face of an embeddings Parquet from its image and stored landmarks and
-    write a copy to `output` with a `quality` column (the estimator's score; replaced if
-    present) and/or one `quality_<baseline>` column per baseline (quality.baselines)."""
+    write a copy to `output` with `quality` (the estimator's 0..100 score) and `quality_raw`
+    (its raw output in [0, 1], which curation's graph rule compares with cosines) columns,
+    replaced if present, and/or one `quality_<baseline>` column per baseline (quality.baselines)."""
     path, output = Path(path), Path(output)
     if output.resolve() == path.resolve():
         raise FaceForgeError("the output would overwrite the input; choose another file", output)
@@ -103,7 +104,7 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
     landmarks = np.asarray([r["landmarks"] for r in rows], np.float32).reshape(-1, 5, 2)
     scorer = QualityScorer(embedder, estimator) if estimator is not None or "serfiq" in baselines else None
     cols: dict[str, list[np.ndarray]] = {b: [] for b in baselines if b in ("blur", "embedding_norm", "serfiq")}
-    quality: list[np.ndarray] = []
+    quality_raw: list[np.ndarray] = []
     cache: tuple[str, np.ndarray] | None = None
     for start in progress(range(0, len(rows), batch_size), "quality", enabled=show_progress):
         crops = []
@@ -119,7 +120,7 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
             else:
                 raw, feats = scorer.features(crops)
             if estimator is not None:
-                quality.append(estimator.score(feats))
+                quality_raw.append(estimator.predict(feats))
         else:
             raw = embedder.embed_raw(crops) if "embedding_norm" in cols else None
         if "embedding_norm" in cols:
@@ -133,9 +134,11 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
         values["quality_face_size"] = face_size(landmarks)
     if "pose" in baselines:
         values["quality_pose"] = pose_frontalness(landmarks)
+    if estimator is not None:
+        values["quality_raw"] = np.concatenate(quality_raw)
     new = {name: pa.array(v, pa.float64()) for name, v in values.items()}
     if estimator is not None:
-        new["quality"] = pa.array(np.concatenate(quality), pa.int32())
+        new["quality"] = pa.array(estimator.map_score(values["quality_raw"]), pa.int32())
     table = table.drop_columns([c for c in new if c in table.column_names])
     for name, arr in new.items():
         table = table.append_column(QUALITY_FIELD if name == "quality" else pa.field(name, pa.float64()), arr)
@@ -167,9 +170,7 @@ def filter_parquet(path: str | Path, out_dir: str | Path, drop_percent: float | 
     q = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
     cut = quality_cut(q, drop_percent, min_score)
     keep = q >= cut
-    paths = table.column("path").to_pylist()
-    idx = table.column("face_index").to_pylist() if "face_index" in table.column_names else [0] * len(paths)
-    names = [p if k == 0 else f"{p}#{k}" for p, k in zip(paths, idx)]
+    names = face_keys(table)
     out = Path(out_dir)
     atomic_write_text(out / "keep.txt", "".join(n + "\n" for n, k in zip(names, keep) if k))
     atomic_write_text(out / "drop.txt", "".join(n + "\n" for n, k in zip(names, keep) if not k))
