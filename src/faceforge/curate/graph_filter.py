@@ -62,14 +62,9 @@ def communities(adj: np.ndarray, method: str = "label_propagation", seed: int = 
         g.add_edges_from(zip(ii.tolist(), jj.tolist()))
         groups = [sorted(c) for c in nx.community.label_propagation_communities(g)]
     else:
-        try:
-            import igraph as ig
-            import leidenalg
-        except ImportError as exc:
-            raise FaceForgeError("Leiden needs the `curate` extra: pip install 'faceforge[curate]'") from exc
-        g = ig.Graph(n=n, edges=list(zip(ii.tolist(), jj.tolist())))
-        part = leidenalg.find_partition(g, leidenalg.ModularityVertexPartition, seed=seed)
-        groups = [sorted(c) for c in part if len(c) > 1 or adj[c[0]].any()]
+        from faceforge.curate.cluster import leiden_membership
+        member = leiden_membership(n, ii, jj, seed=seed)
+        groups = [sorted(np.flatnonzero(member == c).tolist()) for c in np.unique(member[connected])]
     groups.sort(key=lambda c: (-len(c), c[0]))
     for k, c in enumerate(groups):
         labels[c] = k
