@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -82,7 +83,7 @@ def test_filter_with_quality_flags_the_intruders_and_touches_nothing(data, tmp_p
 def test_filter_methods_without_quality(data, tmp_path, method):
     s = run("curate", "filter", str(data["emb"]), "-o", str(tmp_path / method), "--method", method, "--json")
     noise = {Path(p).name for p in (tmp_path / method / "noise.txt").read_text().split()}
-    assert s["threshold"] == (0.905 if method in ("label_propagation", "leiden") else None)
+    assert s["threshold"] == (0.925 if method in ("label_propagation", "leiden") else None)  # dlib-r29's
     if method != "dbscan":  # eps 0.3 is too loose for dlib-r29, whose strangers sit at cosine ≈ 0.8
         assert noise >= {Path(r).name for r in INTRUDERS}, (method, noise)
 
@@ -102,8 +103,9 @@ def test_filter_errors(data, tmp_path):
 
 def test_cluster_then_add_new_faces(data, tmp_path):
     out = tmp_path / "clusters"
-    s = run("curate", "cluster", str(data["emb"]), "-o", str(out), "--k", "8", "--json")
-    assert s["cutoff"] == 0.905 and s["faces"] == 30 and "scored_against_identity" in s
+    assert run("curate", "cluster", str(data["emb"]), "-o", str(tmp_path / "default"), "--json")["cutoff"] == 0.95
+    s = run("curate", "cluster", str(data["emb"]), "-o", str(out), "--k", "8", "--cutoff", "0.92", "--json")
+    assert s["faces"] == 30 and "scored_against_identity" in s
     t = pq.read_table(out / "clusters.parquet")
     person = [Path(p).name.rsplit("_", 1)[0] for p in t.column("path").to_pylist()]  # the folder lies twice
     cluster = t.column("cluster").to_numpy()
@@ -124,7 +126,7 @@ def test_cluster_then_add_new_faces(data, tmp_path):
         shutil.copy(f, new / "Vladimir_Putin")
     run("embed", str(new), "-o", str(tmp_path / "new.parquet"), "-m", "dlib-r29", "--select", "central", "--json")
     a = run("curate", "cluster", str(tmp_path / "new.parquet"), "-o", str(tmp_path / "more"),
-            "--add-to", str(out / "clusters.parquet"), "--json")
+            "--add-to", str(out / "clusters.parquet"), "--cutoff", "0.92", "--json")
     assert a["faces"] == 36 and a["new_faces"] == 6
     assert a["joined_existing"] >= 2 and a["new_clusters"] == 1, a
     t = pq.read_table(tmp_path / "more" / "clusters.parquet").to_pandas()
@@ -137,7 +139,8 @@ def test_cluster_then_add_new_faces(data, tmp_path):
 
 @pytest.mark.parametrize("method", ["infomap", "hdbscan", "agglomerative"])
 def test_cluster_methods(data, tmp_path, method):
-    s = run("curate", "cluster", str(data["emb"]), "-o", str(tmp_path / method), "--method", method, "--json")
+    s = run("curate", "cluster", str(data["emb"]), "-o", str(tmp_path / method), "--method", method,
+            "--cutoff", "0.92", "--json")
     assert s["faces"] == 30 and s["scored_against_identity"]["pairwise"]["f"] > 0.5, s
 
 
@@ -171,3 +174,14 @@ def check_report_in_chromium(index: Path, screenshot: Path) -> None:
         assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_models_without_measured_settings_ask_for_them(data, tmp_path):
+    t = pq.read_table(data["emb"])
+    other = t.set_column(t.column_names.index("model"), "model", pa.array(["onnx:/models/x.onnx"] * t.num_rows))
+    path = tmp_path / "other.parquet"
+    pq.write_table(other, path)
+    assert "give --cutoff" in fail("curate", "cluster", str(path), "-o", str(tmp_path / "c"))
+    assert "give --threshold" in fail("curate", "filter", str(path), "-o", str(tmp_path / "f"))
+    s = run("curate", "filter", str(path), "-o", str(tmp_path / "g"), "--threshold", "0.9", "--json")
+    assert s["threshold"] == 0.9 and s["margin"] == 0.1  # nothing known about the model: the reference margin

@@ -850,7 +850,7 @@ def curate_filter(embeddings: Path = typer.Argument(..., help="labelled embeddin
                   threshold: Optional[float] = typer.Option(None, "--threshold",
                                                             help="fixed cosine without quality (default: the model's)"),
                   margin: Optional[float] = typer.Option(None, "--margin", help="edge i–j iff cos ≥ min(q_i, q_j) − "
-                                                         "margin (default: 0.1 scaled to the model's cosines)"),
+                                                         "margin (default: the model's, else 0.1 scaled to its cosines)"),
                   eps: float = typer.Option(0.3, "--eps", help="DBSCAN cosine eps"),
                   links: bool = typer.Option(False, "--links", help="also a symlink tree of the clean set"),
                   report: bool = typer.Option(False, "--report", help="also report/index.html for review"),

@@ -36,13 +36,15 @@ def _column(table: pa.Table, name: str, path: Path) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False))
 
 
-def model_threshold(table: pa.Table, path: Path, required: bool = True) -> float | None:
-    """The known same-person threshold of the model named in the Parquet's `model` column."""
+def model_setting(table: pa.Table, which: str = "threshold") -> float | None:
+    """A known cosine setting (models.embedders.SETTINGS) of the one model named in the
+    Parquet's `model` column, or None."""
     models = set(table.column("model").to_pylist()) if "model" in table.column_names else set()
-    t = known_threshold(next(iter(models))) if len(models) == 1 else None
-    if t is None and required:
-        raise FaceForgeError(f"no known threshold for model(s) {sorted(map(str, models))}: give one", path)
-    return t
+    return known_threshold(next(iter(models)), which) if len(models) == 1 else None
+
+
+def _models(table: pa.Table) -> list[str]:
+    return sorted(map(str, set(table.column("model").to_pylist()))) if "model" in table.column_names else []
 
 
 def filter_identities(embeddings: np.ndarray, identities: np.ndarray, method: str = "label_propagation",
@@ -96,8 +98,9 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
                    seed: int = 0) -> dict:
     """Per-identity filtering of a labelled embeddings Parquet. Quality (graph methods) comes
     from `quality_column` (raw [0, 1] values, `quality_raw` of `faceforge quality score`);
-    without it a fixed `threshold`, by default the model's known one. `margin` defaults to the
-    reference's 0.1 carried to the model's cosine scale (graph_filter.scaled_margin)."""
+    without it a fixed `threshold`. Defaults: the model's measured filtering threshold and margin
+    where known (models.embedders), else its verification threshold and the reference's 0.1
+    carried to its cosine scale (graph_filter.scaled_margin)."""
     path, out = Path(path), Path(out_dir)
     _check_output(path, out)
     table = read_embeddings(path)
@@ -114,10 +117,14 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
                 raise FaceForgeError(f"{quality_column!r} is not in [0, 1]: the graph rule compares quality with "
                                      "cosines; use `quality_raw` from `faceforge quality score`", path)
         elif threshold is None:
-            threshold = model_threshold(table, path)
+            threshold = model_setting(table, "filter_threshold") or model_setting(table, "threshold")
+            if threshold is None:
+                raise FaceForgeError(f"no known threshold for model(s) {_models(table)}: give --threshold "
+                                     "or a quality column", path)
         if margin is None:
-            known = model_threshold(table, path, required=False)
-            margin = scaled_margin(known) if known is not None else REFERENCE_MARGIN
+            verify = model_setting(table, "threshold")
+            margin = model_setting(table, "filter_margin") or (
+                scaled_margin(verify) if verify is not None else REFERENCE_MARGIN)
     results = filter_identities(e, ids, method, quality, threshold, margin, eps, seed)
     community = np.empty(len(ids), np.int64)
     main = np.zeros(len(ids), bool)
@@ -166,7 +173,11 @@ def cluster_parquet(path: str | Path, out_dir: str | Path, method: str = "leiden
     table = read_embeddings(path)
     e = embedding_matrix(table)
     if cutoff is None:
-        cutoff = model_threshold(table, path)
+        cutoff = model_setting(table, "cluster_cutoff")
+        if cutoff is None:
+            raise FaceForgeError(f"no measured clustering cut-off for model(s) {_models(table)}: give --cutoff "
+                                 "(a verification threshold is too loose for a kNN graph over thousands of faces)",
+                                 path)
     if add_to is not None:
         prev = read_embeddings(add_to)
         old_labels = _column(prev, "cluster", Path(add_to)).astype(np.int64)
