@@ -35,6 +35,10 @@ bench: install
 	$(PY) bench/quality_lfw.py
 	$(PY) bench/quality.py
 	$(PY) bench/bn_finetune_lfw.py
+	$(PY) bench/curation_data.py
+	$(PY) bench/curation_lfw.py
+	$(PY) bench/cluster_lfw.py
+	$(PY) bench/cluster_scale.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
