@@ -878,7 +878,7 @@ def curate_cluster(embeddings: Path = typer.Argument(..., help="embeddings .parq
                    method: str = typer.Option("leiden", "--method",
                                               help="leiden | infomap | components | dbscan | hdbscan | agglomerative"),
                    cutoff: Optional[float] = typer.Option(None, "--cutoff", help="cosine cut-off (default: the model's "
-                                                                                 "same-person threshold)"),
+                                                                                 "measured one, if any)"),
                    k: int = typer.Option(10, "--k", min=1, help="neighbours per face in the kNN graph"),
                    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf"),
                    add_to: Optional[Path] = typer.Option(None, "--add-to", help="an earlier clusters.parquet: "

@@ -112,7 +112,7 @@ def leiden_membership(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarr
     g = ig.Graph(n=n, edges=np.stack([src, dst], axis=1))
     ig.set_random_number_generator(random.Random(seed))
     try:
-        part = g.community_leiden(objective_function="modularity", weights=None if weight is None else weight,
+        part = g.community_leiden(objective_function="modularity", weights=weight,
                                   resolution=resolution, n_iterations=2)
     finally:
         ig.set_random_number_generator(random)
