@@ -28,9 +28,8 @@ import numpy as np
 
 from faceforge.core.files import atomic_write_json
 from faceforge.core.vectors import unit_rows
-from faceforge.curate.graph_filter import scaled_margin
+from faceforge.curate.graph_filter import filter_dataset, identity_rows, scaled_margin
 from faceforge.curate.metrics import noise_prf
-from faceforge.curate.workflow import filter_identities
 from faceforge.models.embedders import known_threshold
 from curation_data import load  # bench/curation_data.py
 
@@ -76,11 +75,11 @@ def prepare(arrays: dict, nonface: dict, est) -> dict:
 
 def evaluate(data: dict, **kw) -> dict:
     t0 = time.perf_counter()
-    res = filter_identities(data["emb"], data["folder"], **kw)
+    res = filter_dataset(data["emb"], data["folder"], **kw)
     dt = time.perf_counter() - t0
     keep = np.zeros(len(data["emb"]), bool)
-    for ident, r in res.items():
-        keep[np.flatnonzero(data["folder"] == ident)] = r.keep
+    for ident, rows in identity_rows(data["folder"]).items():
+        keep[rows] = res[ident].keep
     score = noise_prf(~keep, data["kind"] != "own")
     for k in ("foreign", "nonface"):
         score[f"{k}_recall"] = float((~keep[data["kind"] == k]).mean())

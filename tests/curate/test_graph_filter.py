@@ -100,3 +100,11 @@ def test_scaled_margin_by_hand():
     assert scaled_margin(0.5, margin=0.2) == pytest.approx(0.2 * 0.5 / 0.637)
     with pytest.raises(FaceForgeError, match="cosine threshold"):
         scaled_margin(1.0)
+
+
+def test_identity_rows_groups_in_input_order():
+    from faceforge.curate.graph_filter import identity_rows
+    groups = identity_rows(["b", "a", "b", "c", "a", "b"])
+    assert list(groups) == ["a", "b", "c"]
+    assert {k: v.tolist() for k, v in groups.items()} == {"a": [1, 4], "b": [0, 2, 5], "c": [3]}
+    assert identity_rows([]) == {}

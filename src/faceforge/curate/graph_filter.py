@@ -8,6 +8,7 @@ of that graph (label propagation, as the reference; Leiden as an option) are num
 0 being the largest — the identity itself in a reasonably clean folder — and an image without
 any edge is −1. Quality is the raw regressor output in [0, 1] (a cosine to the class centre);
 without quality a constant threshold is the same rule with q = threshold + margin.
+`filter_dataset` runs any of these, or the DBSCAN baselines, over every identity of a dataset.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.vectors import unit_rows
 
 METHODS = ("label_propagation", "leiden")
+FILTER_METHODS = METHODS + ("dbscan", "elbow-dbscan")  # the DBSCAN baselines in the same loop
 REFERENCE_MARGIN = 0.1
 REFERENCE_THRESHOLD = 0.363  # an ArcFace-like cosine scale (SFace's same-person threshold)
 
@@ -97,18 +99,33 @@ def filter_identity(identity: str, embeddings: np.ndarray, quality: np.ndarray |
     return IdentityFilter(identity, labels, 0 if (labels == 0).any() else -1)
 
 
+def identity_rows(identities) -> dict[str, np.ndarray]:
+    """Row indices of each identity, keyed by name, from one sort (not a scan per identity)."""
+    names, inverse = np.unique(np.asarray(identities).astype(str), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    return dict(zip(names.tolist(), np.split(order, np.cumsum(np.bincount(inverse, minlength=len(names)))[:-1])))
+
+
 def filter_dataset(embeddings: np.ndarray, identities, quality: np.ndarray | None = None, margin: float = 0.1,
-                   threshold: float | None = None, method: str = "label_propagation",
-                   seed: int = 0) -> dict[str, IdentityFilter]:
-    """Every identity filtered on its own; results keyed by identity name, rows in input order."""
-    ids = np.asarray(identities)
+                   threshold: float | None = None, method: str = "label_propagation", seed: int = 0,
+                   eps: float = 0.3) -> dict[str, IdentityFilter]:
+    """Every identity filtered on its own with one of FILTER_METHODS; results keyed by identity
+    name, rows in input order. DBSCAN keeps its largest cluster; `elbow-dbscan` reads eps off
+    each identity's k-distance elbow (identities under 3 images fall back to `eps`)."""
+    from faceforge.curate.dbscan import dbscan_labels, elbow_eps
+    if method not in FILTER_METHODS:
+        raise FaceForgeError(f"unknown filter method {method!r}; one of {', '.join(FILTER_METHODS)}")
     e = np.asarray(embeddings)
-    if len(ids) != len(e):
-        raise FaceForgeError(f"{len(e)} embeddings but {len(ids)} identities")
+    if len(identities) != len(e):
+        raise FaceForgeError(f"{len(e)} embeddings but {len(identities)} identities")
     q = None if quality is None else np.asarray(quality, dtype=np.float64)
     out = {}
-    for name in np.unique(ids):
-        rows = np.flatnonzero(ids == name)
-        out[str(name)] = filter_identity(str(name), e[rows], None if q is None else q[rows], margin,
-                                         threshold, method, seed)
+    for name, rows in identity_rows(identities).items():
+        if method in METHODS:
+            out[name] = filter_identity(name, e[rows], None if q is None else q[rows], margin, threshold, method, seed)
+            continue
+        eps_i = elbow_eps(e[rows]) if method == "elbow-dbscan" and len(rows) >= 3 else eps
+        labels = dbscan_labels(e[rows], eps=eps_i)
+        out[name] = IdentityFilter(name, labels, 0 if (labels == 0).any() else -1)
     return out

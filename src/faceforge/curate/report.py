@@ -72,20 +72,20 @@ def _grid(rows: list[int], names: list[str], notes: list[str], noise: bool) -> s
     return f'<div class="grid{" noise" if noise else ""}">{imgs}</div>'
 
 
-def filter_report(table: pa.Table, embeddings: np.ndarray, identities: np.ndarray, community: np.ndarray,
+def filter_report(table: pa.Table, embeddings: np.ndarray, groups: dict[str, np.ndarray], community: np.ndarray,
                   main: np.ndarray, quality: np.ndarray | None, out_dir: str | Path, limit: int = 100,
                   seed: int = 0, show_progress: bool | None = None) -> Path:
-    """Write out_dir/index.html. Identities with outliers come first (most outliers first),
-    at most `limit` of them; the summary counts cover every identity."""
+    """Write out_dir/index.html. `groups`: each identity's rows (graph_filter.identity_rows).
+    Identities with outliers come first (most outliers first), at most `limit` of them; the
+    summary counts cover every identity."""
     out = Path(out_dir)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     (out / "tsne").mkdir(exist_ok=True)
     names = table.column("path").to_pylist()
     lms = table.column("landmarks").to_pylist() if "landmarks" in table.column_names else [None] * len(names)
-    uniq = sorted(np.unique(identities), key=lambda n: (-int((~main[identities == n]).sum()), n))
-    shown = uniq[:limit]
-    rows_of = {n: np.flatnonzero(identities == n) for n in shown}
-    todo = np.concatenate([rows_of[n] for n in shown]) if shown else np.zeros(0, np.int64)
+    outliers = {n: int((~main[rows]).sum()) for n, rows in groups.items()}
+    shown = sorted(groups, key=lambda n: (-outliers[n], n))[:limit]
+    todo = np.concatenate([groups[n] for n in shown]) if shown else np.zeros(0, np.int64)
     notes = [""] * len(names)
     for i in progress(todo.tolist(), "report thumbnails", enabled=show_progress):
         jpg, problem = _thumb({"path": names[i], "landmarks": lms[i]})
@@ -94,7 +94,7 @@ def filter_report(table: pa.Table, embeddings: np.ndarray, identities: np.ndarra
         notes[i] = f"{names[i]}{q} · community {community[i]}" + (f" · {problem}" if problem else "")
     sections = []
     for k, name in enumerate(shown):
-        rows = rows_of[name]
+        rows = groups[name]
         keep, drop = rows[main[rows]], rows[~main[rows]]
         has_plot = _tsne_png(embeddings[rows], community[rows], main[rows], out / "tsne" / f"{k}.png", seed)
         plot = f'<div class="tsne"><h3>t-SNE</h3><img src="tsne/{k}.png" alt="t-SNE of {html.escape(name)}"></div>'
@@ -104,9 +104,9 @@ def filter_report(table: pa.Table, embeddings: np.ndarray, identities: np.ndarra
             f'<h3>Main community ({len(keep)})</h3>{_grid(keep.tolist(), names, notes, False)}'
             f'<h3>Outliers ({len(drop)})</h3>{_grid(drop.tolist(), names, notes, True)}'
             f'</div>{plot if has_plot else ""}</div></section>')
-    n_noise_ids = sum(bool((~main[identities == n]).any()) for n in uniq)
+    n_noise_ids = sum(v > 0 for v in outliers.values())
     summary = (f'<table class="summary"><tr><td>faces</td><td>{len(names)}</td></tr>'
-               f'<tr><td>identities</td><td>{len(uniq)}</td></tr>'
+               f'<tr><td>identities</td><td>{len(groups)}</td></tr>'
                f'<tr><td>kept</td><td>{int(main.sum())}</td></tr>'
                f'<tr><td>outliers</td><td>{int((~main).sum())}</td></tr>'
                f'<tr><td>identities with outliers</td><td>{n_noise_ids}</td></tr>'

@@ -19,16 +19,12 @@ import pyarrow as pa
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write_json, atomic_write_text
 from faceforge.curate.cluster import assign_new, cluster_embeddings
-from faceforge.curate.dbscan import dbscan_labels, elbow_eps
 from faceforge.curate.graph_filter import (
-    METHODS as GRAPH_METHODS, REFERENCE_MARGIN, IdentityFilter, filter_identity, scaled_margin,
+    METHODS as GRAPH_METHODS, REFERENCE_MARGIN, filter_dataset, identity_rows, scaled_margin,
 )
 from faceforge.curate.metrics import clustering_report
 from faceforge.io.embeddings import _write_table, embedding_matrix, face_keys, read_embeddings
 from faceforge.models.embedders import known_threshold
-
-FILTER_METHODS = GRAPH_METHODS + ("dbscan", "elbow-dbscan")
-
 
 def _column(table: pa.Table, name: str, path: Path) -> np.ndarray:
     if name not in table.column_names:
@@ -45,31 +41,6 @@ def model_setting(table: pa.Table, which: str = "threshold") -> float | None:
 
 def _models(table: pa.Table) -> list[str]:
     return sorted(map(str, set(table.column("model").to_pylist()))) if "model" in table.column_names else []
-
-
-def filter_identities(embeddings: np.ndarray, identities: np.ndarray, method: str = "label_propagation",
-                      quality: np.ndarray | None = None, threshold: float | None = None, margin: float = 0.1,
-                      eps: float = 0.3, seed: int = 0) -> dict[str, IdentityFilter]:
-    """Every identity on its own with one of FILTER_METHODS; keyed by identity name. DBSCAN
-    keeps its largest cluster; `elbow-dbscan` reads eps off each identity's k-distance elbow
-    (identities under 3 images fall back to `eps`)."""
-    if method not in FILTER_METHODS:
-        raise FaceForgeError(f"unknown filter method {method!r}; one of {', '.join(FILTER_METHODS)}")
-    ids = np.asarray(identities).astype(str)
-    if len(ids) != len(embeddings):
-        raise FaceForgeError(f"{len(embeddings)} embeddings but {len(ids)} identities")
-    out = {}
-    for name in np.unique(ids):
-        rows = np.flatnonzero(ids == name)
-        e = embeddings[rows]
-        if method in GRAPH_METHODS:
-            out[name] = filter_identity(name, e, None if quality is None else quality[rows], margin,
-                                        threshold if quality is None else None, method, seed)
-            continue
-        eps_i = elbow_eps(e) if method == "elbow-dbscan" and len(e) >= 3 else eps
-        labels = dbscan_labels(e, eps=eps_i)
-        out[name] = IdentityFilter(name, labels, 0 if (labels == 0).any() else -1)
-    return out
 
 
 def _links(root: Path, groups: dict[str, list[str]]) -> None:
@@ -125,12 +96,12 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
             verify = model_setting(table, "threshold")
             margin = model_setting(table, "filter_margin") or (
                 scaled_margin(verify) if verify is not None else REFERENCE_MARGIN)
-    results = filter_identities(e, ids, method, quality, threshold, margin, eps, seed)
+    groups = identity_rows(ids)
+    results = filter_dataset(e, ids, quality, margin, None if quality is not None else threshold, method, seed, eps)
     community = np.empty(len(ids), np.int64)
     main = np.zeros(len(ids), bool)
     for name, r in results.items():
-        rows = np.flatnonzero(ids == name)
-        community[rows], main[rows] = r.labels, r.keep
+        community[groups[name]], main[groups[name]] = r.labels, r.keep
     keys = face_keys(table)
     atomic_write_text(out / "clean.txt", "".join(k + "\n" for k, m in zip(keys, main) if m))
     atomic_write_text(out / "noise.txt", "".join(k + "\n" for k, m in zip(keys, main) if not m))
@@ -152,11 +123,11 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
                "clean_list": str(out / "clean.txt"), "noise_list": str(out / "noise.txt"),
                "per_identity": per_identity}
     if links:
-        _links(out / "links", {n: [k for k, i, m in zip(keys, ids, main) if m and i == n] for n in results})
+        _links(out / "links", {n: [keys[i] for i in rows if main[i]] for n, rows in groups.items()})
         summary["links"] = str(out / "links")
     if report:
         from faceforge.curate.report import filter_report
-        summary["report"] = str(filter_report(table, e, ids, community, main, quality, out / "report",
+        summary["report"] = str(filter_report(table, e, groups, community, main, quality, out / "report",
                                               limit=report_limit, seed=seed))
     atomic_write_json(out / "summary.json", summary)
     return summary
