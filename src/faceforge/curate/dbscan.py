@@ -12,10 +12,13 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
     """Clusters renumbered 0..k−1 from the largest (ties: lowest first index); −1 stays."""
     labels = np.asarray(labels)
     out = np.full(len(labels), -1, dtype=np.int64)
-    ids = [c for c in np.unique(labels) if c >= 0]
-    ids.sort(key=lambda c: (-(labels == c).sum(), np.flatnonzero(labels == c)[0]))
-    for k, c in enumerate(ids):
-        out[labels == c] = k
+    ok = labels >= 0
+    if not ok.any():
+        return out
+    _, first, inverse, counts = np.unique(labels[ok], return_index=True, return_inverse=True, return_counts=True)
+    rank = np.empty(len(counts), np.int64)
+    rank[np.lexsort((first, -counts))] = np.arange(len(counts))  # by size, then first appearance
+    out[ok] = rank[inverse.reshape(-1)]
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.vectors import unit_rows
+from faceforge.curate.dbscan import dbscan_labels, elbow_eps, renumber_by_size
 
 METHODS = ("label_propagation", "leiden")
 FILTER_METHODS = METHODS + ("dbscan", "elbow-dbscan")  # the DBSCAN baselines in the same loop
@@ -62,15 +63,12 @@ def communities(adj: np.ndarray, method: str = "label_propagation", seed: int = 
         g = nx.Graph()
         g.add_nodes_from(connected.tolist())
         g.add_edges_from(zip(ii.tolist(), jj.tolist()))
-        groups = [sorted(c) for c in nx.community.label_propagation_communities(g)]
+        for k, c in enumerate(nx.community.label_propagation_communities(g)):
+            labels[list(c)] = k
     else:
         from faceforge.curate.cluster import leiden_membership
-        member = leiden_membership(n, ii, jj, seed=seed)
-        groups = [sorted(np.flatnonzero(member == c).tolist()) for c in np.unique(member[connected])]
-    groups.sort(key=lambda c: (-len(c), c[0]))
-    for k, c in enumerate(groups):
-        labels[c] = k
-    return labels
+        labels[connected] = leiden_membership(n, ii, jj, seed=seed)[connected]
+    return renumber_by_size(labels)
 
 
 @dataclass
@@ -113,7 +111,6 @@ def filter_dataset(embeddings: np.ndarray, identities, quality: np.ndarray | Non
     """Every identity filtered on its own with one of FILTER_METHODS; results keyed by identity
     name, rows in input order. DBSCAN keeps its largest cluster; `elbow-dbscan` reads eps off
     each identity's k-distance elbow (identities under 3 images fall back to `eps`)."""
-    from faceforge.curate.dbscan import dbscan_labels, elbow_eps
     if method not in FILTER_METHODS:
         raise FaceForgeError(f"unknown filter method {method!r}; one of {', '.join(FILTER_METHODS)}")
     e = np.asarray(embeddings)
