@@ -194,9 +194,10 @@ def _weighted_vote(votes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if not ok.any():
         return np.full(m, -1, np.int64)
     r, v, w = rows[ok], votes.ravel()[ok], weights.ravel()[ok].astype(np.float64)
-    keys, inv = np.unique(r * (int(v.max()) + 1) + v, return_inverse=True)
+    base = int(v.max()) + 1  # one key per (row, label)
+    keys, inv = np.unique(r * base + v, return_inverse=True)
     total = np.bincount(inv.reshape(-1), weights=w)
-    kr, kv = keys // (int(v.max()) + 1), keys % (int(v.max()) + 1)
+    kr, kv = keys // base, keys % base
     order = np.lexsort((kv, -total, kr))  # by row, then heaviest, then smallest label
     out = np.full(m, -1, np.int64)
     first = np.ones(len(order), bool)
