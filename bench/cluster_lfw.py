@@ -14,7 +14,6 @@ Writes bench/results/cluster_lfw.json.
 """
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from faceforge.core.vectors import unit_rows
 from faceforge.curate.cluster import GRAPH_METHODS, cluster_embeddings, graph_communities, graph_edges, knn
 from faceforge.curate.metrics import clustering_report
 from faceforge.models.embedders import known_threshold
+from common import machine  # bench/common.py
 from curation_data import load  # bench/curation_data.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,7 +106,7 @@ def main() -> None:
         "singleton_identities": int((np.unique(y, return_counts=True)[1] == 1).sum()), "k": K, "knn_s": knn_s,
         "tuning": {"dataset": "CelebA subset", "faces": len(ce), "criterion": "pairwise F", "grid": grid.tolist(),
                    "sweeps": sweeps, "tuned": tuned, "leiden_resolution": resolution},
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "results": rows})
 
 

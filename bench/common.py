@@ -1,5 +1,5 @@
 """Shared by the benchmarks: timing with peak memory, the sklearn baseline for TPR@FPR,
-row normalisation."""
+row normalisation, the machine record."""
 from __future__ import annotations
 
 import time
@@ -30,3 +30,10 @@ def sklearn_tpr(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def l2n(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import os
+    import platform
+    return {"cpus": os.cpu_count(), "platform": platform.platform()}

@@ -20,7 +20,6 @@ Writes bench/results/curation.json.
 """
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from faceforge.core.vectors import unit_rows
 from faceforge.curate.graph_filter import filter_dataset, identity_rows, scaled_margin
 from faceforge.curate.metrics import noise_prf
 from faceforge.models.embedders import known_threshold
+from common import machine  # bench/common.py
 from curation_data import load  # bench/curation_data.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,7 +156,7 @@ def main() -> None:
                        "margin_tuned": margin_tuned, "threshold_tuned": thr_tuned},
         "quality_median": {k: float(np.median(q[data["kind"] == k])) for k in ("own", "foreign", "nonface")},
         "threshold": t, "scaled_margin": m,
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "results": results})
 
 
