@@ -58,7 +58,9 @@ def test_outputs_match_reference(name):
         out = model(x).numpy()
     r = np.array(ref["output"])
     scale = np.abs(r).max()
-    np.testing.assert_allclose(out / scale, r / scale, rtol=1e-4, atol=1e-6)
+    # float32 sums in another order (another CPU's kernels) move outputs by ~1e-5 of the scale
+    # after 18-50 layers; a wrong layer, order or BN gives differences of order 0.1.
+    np.testing.assert_allclose(out / scale, r / scale, rtol=1e-4, atol=5e-5)
 
 
 @pytest.mark.parametrize("name", list_backbones())
