@@ -8,22 +8,35 @@ from pathlib import Path
 from faceforge.core.errors import FaceForgeError
 
 
-def tpr_rows(obj, prefix: str = "") -> dict[str, dict[str, float | None]]:
-    """Every 'tpr_at_fpr' table found in a result, named by its 'method'/'name' field or
-    by where it sits (e.g. 'modes/N0D0F1')."""
-    rows: dict[str, dict[str, float | None]] = {}
+def tpr_tables(obj, prefix: str = "") -> dict[str, dict[str, dict]]:
+    """Every 'tpr_at_fpr' table found in a result ({fpr: {'tpr', 'threshold'}}), named by its
+    'method'/'name' field or by where it sits (e.g. 'modes/N0D0F1')."""
+    tables: dict[str, dict[str, dict]] = {}
     if isinstance(obj, dict):
         table = obj.get("tpr_at_fpr")
         if isinstance(table, dict):
             label = obj.get("method") or obj.get("name") or prefix.strip("/") or "result"
-            rows[str(label)] = {k: (v.get("tpr") if isinstance(v, dict) else v) for k, v in table.items()}
+            tables[str(label)] = {k: (v if isinstance(v, dict) else {"tpr": v}) for k, v in table.items()}
         for k, v in obj.items():
             if k != "tpr_at_fpr":
-                rows.update(tpr_rows(v, f"{prefix}/{k}"))
+                tables.update(tpr_tables(v, f"{prefix}/{k}"))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            rows.update(tpr_rows(v, f"{prefix}/{i}"))
-    return rows
+            tables.update(tpr_tables(v, f"{prefix}/{i}"))
+    return tables
+
+
+def tpr_rows(obj) -> dict[str, dict[str, float | None]]:
+    """The TPR column of every table tpr_tables finds."""
+    return {name: {k: v.get("tpr") for k, v in t.items()} for name, t in tpr_tables(obj).items()}
+
+
+def read_result(path: str | Path) -> dict:
+    f = Path(path)
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceForgeError(f"cannot read result JSON: {exc}", f) from None
 
 
 def compare(files: list[str | Path], fprs: list[str] | None = None) -> tuple[list[str], list[tuple[str, list]]]:
@@ -31,11 +44,7 @@ def compare(files: list[str | Path], fprs: list[str] | None = None) -> tuple[lis
     stem when several files are compared."""
     rows: list[tuple[str, dict]] = []
     for f in map(Path, files):
-        try:
-            obj = json.loads(f.read_text())
-        except (OSError, ValueError) as exc:
-            raise FaceForgeError(f"cannot read result JSON: {exc}", f) from None
-        found = tpr_rows(obj)
+        found = tpr_rows(read_result(f))
         if not found:
             raise FaceForgeError("no 'tpr_at_fpr' table in this file", f)
         for name, table in found.items():

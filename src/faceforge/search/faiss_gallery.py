@@ -1,0 +1,238 @@
+"""FAISS backend: the gallery in this process's memory (flat, HNSW or IVF; on a GPU when FAISS
+has one), persisted in a folder so that it survives restarts and kills:
+
+    DIR/meta.json              model and dimension
+    DIR/parts/part-NNNNNN.parquet   one per enrolment batch, each written atomically
+    DIR/ops.jsonl              deletes and renames, one fsynced line each, applied in order
+    DIR/LOCK                   held (flock) while a process has the gallery open
+
+A batch is acknowledged once its part file is in place; the index is rebuilt from the parts
+at open, and after deletes/renames before the next search.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from faceforge.core.files import atomic_write, atomic_write_json
+from faceforge.io.embeddings import embedding_matrix
+from faceforge.search.gallery import EXPORT_SCHEMA, Gallery, GalleryError, Hit, Records, register_backend
+
+INDEXES = ("flat", "hnsw", "ivf")
+HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 128, 200
+IVF_NPROBE = 16
+
+
+def _gpu_count() -> int:
+    import faiss
+    return int(getattr(faiss, "get_num_gpus", lambda: 0)())
+
+
+@register_backend("faiss")
+class FaissGallery(Gallery):
+    def __init__(self, folder: str | Path, index: str = "flat", device: str = "cpu") -> None:
+        if index not in INDEXES:
+            raise GalleryError(f"unknown FAISS index '{index}' (choose from {list(INDEXES)})")
+        self.folder = Path(folder)
+        self.uri = f"faiss:{self.folder}"
+        self.index_kind, self.device = index, device
+        if self.folder.exists() and not self.folder.is_dir():
+            raise GalleryError("not a FAISS gallery folder", self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.folder / "LOCK", "a")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise GalleryError("this gallery is open in another process", self.folder) from None
+        self._meta_cache = self._read_meta()
+        self._load()
+
+    # -- storage ------------------------------------------------------------------------
+    def _read_meta(self) -> dict | None:
+        p = self.folder / "meta.json"
+        if not p.exists():
+            return None
+        try:
+            meta = json.loads(p.read_text())
+            return {"model": str(meta["model"]), "dim": int(meta["dim"])}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GalleryError(f"corrupt gallery metadata: {exc}", p) from None
+
+    def _meta(self) -> dict | None:
+        return self._meta_cache
+
+    def _init(self, model: str, dim: int) -> None:
+        atomic_write_json(self.folder / "meta.json", {"model": model, "dim": int(dim), "format": 1})
+        self._meta_cache = {"model": model, "dim": int(dim)}
+        self._vectors = np.zeros((0, dim), np.float32)
+
+    def _parts(self) -> list[Path]:
+        return sorted((self.folder / "parts").glob("part-*.parquet"))
+
+    def _ops(self) -> list[dict]:
+        p = self.folder / "ops.jsonl"
+        if not p.exists():
+            return []
+        ops = []
+        for line in p.read_text().splitlines():
+            try:
+                ops.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a kill was never acknowledged
+        return ops
+
+    def _load(self) -> None:
+        dim = self.dim or 0
+        tables, ops = [], self._ops()
+        n_parts = 0
+        for part in self._parts():
+            try:
+                t = pq.read_table(part)
+            except (OSError, pa.ArrowException) as exc:
+                raise GalleryError(f"corrupt gallery part: {exc}", part) from None
+            n_parts += 1
+            tables.append(t)
+        table = pa.concat_tables(tables) if tables else EXPORT_SCHEMA.empty_table()
+        self._cols = {f: table.column(f).to_pylist() for f in ("key", "file_key", "identity", "path",
+                                                                 "face_index", "quality", "model")}
+        part_of = np.repeat(np.arange(len(tables)), [len(t) for t in tables]) if tables else np.zeros(0, int)
+        self._vectors = embedding_matrix(table) if len(table) else np.zeros((0, dim), np.float32)
+        self._n_parts = n_parts
+        alive = np.ones(len(table), bool)
+        ident = np.array(self._cols["identity"], dtype=object)
+        for op in ops:  # an op applies to the parts written before it
+            before = part_of < int(op["parts"])
+            if op["op"] == "delete":
+                alive &= ~(before & (ident == op["identity"]))
+            elif op["op"] == "rename":
+                ident[before & alive & (ident == op["old"])] = op["new"]
+        self._cols["identity"] = ident.tolist()
+        keep = np.flatnonzero(alive)
+        if len(keep) < len(alive):
+            self._cols = {f: [v[i] for i in keep] for f, v in self._cols.items()}
+            self._vectors = self._vectors[keep]
+        self._file_keys = set(self._cols["file_key"])
+        self._index = None
+
+    def _append_op(self, op: dict) -> None:
+        with open(self.folder / "ops.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({**op, "parts": self._n_parts}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _insert(self, records: Records) -> None:
+        model = self.model
+        table = pa.Table.from_pydict({
+            "key": records.keys, "file_key": records.file_key, "identity": records.identity,
+            "path": records.path, "face_index": records.face_index, "quality": records.quality,
+            "model": [model] * len(records), "embedding": list(records.vectors)}, schema=EXPORT_SCHEMA)
+        path = self.folder / "parts" / f"part-{self._n_parts:06d}.parquet"
+        with atomic_write(path, "wb") as fh:
+            pq.write_table(table, fh)
+        self._n_parts += 1
+        for f, v in (("key", records.keys), ("file_key", records.file_key), ("identity", records.identity),
+                     ("path", records.path), ("face_index", records.face_index), ("quality", records.quality),
+                     ("model", [model] * len(records))):
+            self._cols[f].extend(v)
+        start = len(self._vectors)
+        self._vectors = np.vstack([self._vectors, records.vectors])
+        self._file_keys.update(records.file_key)
+        if self._index is not None and self.index_kind != "ivf":
+            self._index.add(self._vectors[start:])
+        else:
+            self._index = None
+
+    def existing_file_keys(self, keys: list[str]) -> set[str]:
+        return {k for k in keys if k in self._file_keys}
+
+    # -- index --------------------------------------------------------------------------
+    def _build(self):
+        import faiss
+
+        n, d = self._vectors.shape
+        if self.index_kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        elif self.index_kind == "ivf" and n >= 1000:
+            nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(self._vectors)
+            index.nprobe = IVF_NPROBE
+        else:  # flat, and IVF below 1,000 vectors (too few to train lists on)
+            index = faiss.IndexFlatIP(d)
+        if self.device != "cpu" and self.index_kind != "hnsw" and _gpu_count() > 0:
+            index = faiss.index_cpu_to_all_gpus(index)
+        index.add(self._vectors)
+        return index
+
+    def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
+        import faiss
+
+        if len(self._vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        if self._index is None:
+            self._index = self._build()
+        params = None
+        if min_quality is not None:
+            allowed = np.flatnonzero(np.asarray(self._cols["quality"], np.float32) >= min_quality)
+            if len(allowed) == 0:
+                return [[] for _ in range(len(vectors))]
+            sel = faiss.IDSelectorBatch(allowed.astype(np.int64))
+            cls = {"hnsw": faiss.SearchParametersHNSW, "ivf": faiss.SearchParametersIVF}.get(
+                self.index_kind if isinstance(self._index, (faiss.IndexHNSW, faiss.IndexIVF)) else "",
+                faiss.SearchParameters)
+            params = cls(sel=sel)
+            if cls is faiss.SearchParametersHNSW:
+                params.efSearch = HNSW_EF_SEARCH
+            elif cls is faiss.SearchParametersIVF:
+                params.nprobe = IVF_NPROBE
+            self._sel = sel  # FAISS keeps a raw pointer: keep the selector alive
+        kk = min(int(k), len(self._vectors))
+        scores, idx = self._index.search(np.ascontiguousarray(vectors, np.float32), kk, params=params)
+        c = self._cols
+        return [[Hit(c["key"][j], c["identity"][j], c["path"][j], float(s), float(c["quality"][j]))
+                 for s, j in zip(srow, irow) if j >= 0] for srow, irow in zip(scores, idx)]
+
+    # -- identities ---------------------------------------------------------------------
+    def _delete(self, identity: str) -> int:
+        n = sum(1 for i in self._cols["identity"] if i == identity)
+        if n:
+            self._append_op({"op": "delete", "identity": identity})
+            self._load()
+        return n
+
+    def _rename(self, old: str, new: str) -> int:
+        n = sum(1 for i in self._cols["identity"] if i == old)
+        if n:
+            self._append_op({"op": "rename", "old": old, "new": new})
+            self._load()
+        return n
+
+    def identity_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in self._cols["identity"]:
+            counts[i] = counts.get(i, 0) + 1
+        return counts
+
+    def iter_batches(self, batch_size: int = 4096) -> Iterator[pa.Table]:
+        for a in range(0, len(self._vectors), batch_size):
+            cols = {f: v[a:a + batch_size] for f, v in self._cols.items()}
+            cols["embedding"] = list(self._vectors[a:a + batch_size])
+            yield pa.Table.from_pydict(cols, schema=EXPORT_SCHEMA)
+
+    def close(self) -> None:
+        if getattr(self, "_lock_fh", None) is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None

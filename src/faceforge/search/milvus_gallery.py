@@ -1,0 +1,216 @@
+"""Milvus backend through pymilvus' MilvusClient: a local Milvus Lite folder (`gallery.db`, the
+embedded default) or a Milvus server / cluster URI with an optional token, the same code.
+
+One collection per gallery (FLAT, HNSW or IVF_FLAT on inner product); the model name and
+dimension are collection properties, so a gallery refuses another model's vectors even when
+it is opened from another machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from faceforge.search.gallery import (EXPORT_SCHEMA, MAX_TEXT, Gallery, GalleryError, Hit, Records,
+                                      register_backend)
+
+INDEXES = {
+    "flat": ({"index_type": "FLAT", "params": {}}, {}),
+    "hnsw": ({"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}, {"ef": 128}),
+    "ivf": ({"index_type": "IVF_FLAT", "params": {"nlist": 1024}}, {"nprobe": 16}),
+}
+INSERT_BATCH = 2000   # rows per insert call (well under gRPC's message limit at 512-d)
+QUERY_BATCH = 256     # query vectors per search call
+IN_BATCH = 500        # values per `in [...]` filter
+
+
+def _quote(text: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _lock_held(folder: Path) -> bool:
+    lock = folder / "LOCK"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    """pymilvus and milvus_lite log tracebacks for errors we turn into clear messages."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+@register_backend("milvus")
+class MilvusGallery(Gallery):
+    def __init__(self, uri: str, collection: str = "faces", token: str = "", index: str = "flat") -> None:
+        from pymilvus import MilvusClient
+
+        if index not in INDEXES:
+            raise GalleryError(f"unknown index '{index}' (choose from {sorted(INDEXES)})")
+        self.uri, self.collection, self.index = uri, collection, index
+        local = uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        if local:
+            path = Path(uri)
+            if path.exists() and not path.is_dir():
+                raise GalleryError("not a Milvus Lite gallery (expected a folder made by Milvus Lite)", uri)
+            if _lock_held(path):
+                raise GalleryError("this gallery is open in another process (Milvus Lite allows one); "
+                                   "close it there, or serve it and connect by URI", uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with _quiet("pymilvus", "milvus_lite", "milvus_lite.server_manager"):
+                self.client = MilvusClient(uri=uri, token=token or "")
+                self._meta_cache = self._read_meta()
+        except GalleryError:
+            raise
+        except Exception as exc:  # pymilvus raises many types for unreachable / refused servers
+            if local and _lock_held(Path(uri)):
+                raise GalleryError("this gallery is open in another process (Milvus Lite allows one)", uri) from None
+            raise GalleryError(f"cannot open Milvus at this URI: {exc}", uri) from None
+
+    # -- metadata -----------------------------------------------------------------------
+    def _read_meta(self) -> dict | None:
+        if not self.client.has_collection(self.collection):
+            return None
+        props = self.client.describe_collection(self.collection).get("properties", {})
+        if "faceforge.model" not in props:
+            raise GalleryError(f"collection '{self.collection}' exists but was not made by faceforge", self.uri)
+        self.client.load_collection(self.collection)  # a reopened collection starts released
+        return {"model": props["faceforge.model"], "dim": int(props["faceforge.dim"])}
+
+    def _meta(self) -> dict | None:
+        return self._meta_cache
+
+    def _init(self, model: str, dim: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        s.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
+        s.add_field("file_key", DataType.VARCHAR, max_length=64)
+        s.add_field("identity", DataType.VARCHAR, max_length=4 * MAX_TEXT)
+        s.add_field("path", DataType.VARCHAR, max_length=4 * MAX_TEXT)
+        s.add_field("face_index", DataType.INT64)
+        s.add_field("quality", DataType.FLOAT)
+        s.add_field("model", DataType.VARCHAR, max_length=256)
+        s.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
+        ip = self.client.prepare_index_params()
+        spec, _ = INDEXES[self.index]
+        ip.add_index(field_name="vector", metric_type="IP", **spec)
+        self.client.create_collection(self.collection, schema=s, index_params=ip)
+        self.client.alter_collection_properties(
+            self.collection, properties={"faceforge.model": model, "faceforge.dim": str(int(dim))})
+        self._meta_cache = {"model": model, "dim": int(dim)}
+
+    # -- records ------------------------------------------------------------------------
+    def _insert(self, records: Records) -> None:
+        model = self.model
+        keys = records.keys
+        for a in range(0, len(records), INSERT_BATCH):
+            rows = [{"key": keys[i], "file_key": records.file_key[i], "identity": records.identity[i],
+                     "path": records.path[i], "face_index": int(records.face_index[i]),
+                     "quality": float(records.quality[i]), "model": model, "vector": records.vectors[i]}
+                    for i in range(a, min(a + INSERT_BATCH, len(records)))]
+            self.client.insert(self.collection, rows)
+
+    def existing_file_keys(self, keys: list[str]) -> set[str]:
+        if self._meta() is None or not keys:
+            return set()
+        found: set[str] = set()
+        for a in range(0, len(keys), IN_BATCH):
+            chunk = keys[a:a + IN_BATCH]
+            expr = "file_key in [" + ", ".join(_quote(k) for k in chunk) + "]"
+            rows = self.client.query(self.collection, filter=expr, output_fields=["file_key"], limit=16384)
+            found.update(r["file_key"] for r in rows)
+        return found
+
+    def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
+        _, params = INDEXES[self.index]
+        expr = "" if min_quality is None else f"quality >= {float(min_quality)!r}"
+        out: list[list[Hit]] = []
+        for a in range(0, len(vectors), QUERY_BATCH):
+            res = self.client.search(self.collection, data=vectors[a:a + QUERY_BATCH].tolist(), limit=int(k),
+                                     filter=expr, output_fields=["identity", "path", "quality"],
+                                     search_params={"metric_type": "IP", "params": params})
+            for hits in res:
+                out.append([Hit(str(h.get("key", h.get("id"))), h["entity"]["identity"], h["entity"]["path"],
+                                float(h["distance"]), float(h["entity"]["quality"])) for h in hits])
+        return out
+
+    def _iter(self, expr: str, fields: list[str], batch_size: int) -> Iterator[list[dict]]:
+        with _quiet("pymilvus"):
+            it = self.client.query_iterator(self.collection, batch_size=batch_size, filter=expr,
+                                            output_fields=fields)
+        try:
+            while True:
+                rows = it.next()
+                if not rows:
+                    return
+                yield rows
+        finally:
+            it.close()
+
+    def _delete(self, identity: str) -> int:
+        res = self.client.delete(self.collection, filter=f"identity == {_quote(identity)}")
+        return int(res["delete_count"]) if isinstance(res, dict) else len(res)
+
+    def _rename(self, old: str, new: str) -> int:
+        fields = ["key", "file_key", "identity", "path", "face_index", "quality", "model", "vector"]
+        moved = [r for rows in self._iter(f"identity == {_quote(old)}", fields, 1000) for r in rows]
+        for a in range(0, len(moved), INSERT_BATCH):
+            batch = [{**r, "identity": new, "vector": np.asarray(r["vector"], np.float32)}
+                     for r in moved[a:a + INSERT_BATCH]]
+            self.client.upsert(self.collection, batch)
+        return len(moved)
+
+    def identity_counts(self) -> dict[str, int]:
+        if self._meta() is None:
+            return {}
+        counts: dict[str, int] = {}
+        for rows in self._iter("", ["identity"], 10000):
+            for r in rows:
+                counts[r["identity"]] = counts.get(r["identity"], 0) + 1
+        return counts
+
+    def iter_batches(self, batch_size: int = 4096) -> Iterator[pa.Table]:
+        if self._meta() is None:
+            return
+        fields = ["key", "file_key", "identity", "path", "face_index", "quality", "model", "vector"]
+        for rows in self._iter("", fields, batch_size):
+            cols = {f: [r[f] for r in rows] for f in fields if f != "vector"}
+            cols["embedding"] = [np.asarray(r["vector"], np.float32) for r in rows]
+            yield pa.Table.from_pydict(cols, schema=EXPORT_SCHEMA)
+
+    def close(self) -> None:
+        client, self.client = getattr(self, "client", None), None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.close()
+        if self.uri.endswith(".db") and not self.uri.startswith(("http://", "https://")):
+            # release the embedded server so the folder's lock is free for the next opener
+            with contextlib.suppress(Exception):
+                from milvus_lite.server_manager import server_manager_instance
+                server_manager_instance.release_server(os.path.abspath(self.uri))
