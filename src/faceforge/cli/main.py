@@ -4,17 +4,18 @@ Every command takes --json for machine-readable output on stdout.
 """
 from __future__ import annotations
 
-import functools
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, RunBatchOpt,
+                                  RunDeviceOpt, RunOutputOpt, _emit, _fail, _pipeline, err, out)
+from faceforge.cli.gallery import gallery_app
+from faceforge.cli.serve import serve
 from faceforge.core.errors import FaceForgeError
 from faceforge.evaluate.compare import percent
 
@@ -27,40 +28,8 @@ app.add_typer(quality_app, name="quality")
 curate_app = typer.Typer(help="Dataset curation: filter labelled faces, cluster unlabelled ones.",
                          no_args_is_help=True)
 app.add_typer(curate_app, name="curate")
-
-err = Console(stderr=True)
-out = Console()
-
-DetectorOpt = typer.Option("yunet", "--detector", "-d", help="yunet | dlib | mtcnn")
-ModelOpt = typer.Option("sface", "--model", "-m", help="sface | dlib-r29 | onnx:PATH")
-DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
-BatchOpt = typer.Option(32, "--batch-size", "-b", min=1, help="faces per forward pass")
-JsonOpt = typer.Option(False, "--json", help="print JSON to stdout")
-# train / bn-finetune: replace the config's value when given
-RunDeviceOpt = typer.Option(None, "--device", help="overrides the config")
-RunBatchOpt = typer.Option(None, "--batch-size", help="overrides the config")
-RunOutputOpt = typer.Option(None, "--output", "-o", help="overrides the config's output folder")
-
-
-def _emit(obj, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _fail(exc: Exception, as_json: bool) -> None:
-    if as_json:
-        _emit({"error": str(exc)}, True)
-    else:
-        err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2)
-
-
-@functools.lru_cache(maxsize=1)
-def _pipeline(detector: str, model: str, device: str, batch_size: int, flip: bool = False):
-    """The pipeline for these options, built once per process (`eval ident` may embed three
-    folders with it)."""
-    from faceforge.pipeline import FacePipeline
-    return FacePipeline(detector=detector, embedder=model, device=device, batch_size=batch_size, flip=flip)
+app.add_typer(gallery_app, name="gallery")
+app.command("serve")(serve)
 
 
 @app.command()

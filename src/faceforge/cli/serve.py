@@ -1,0 +1,59 @@
+"""`faceforge serve`: the REST service on uvicorn."""
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceforge.cli.common import BatchOpt, DetectorOpt, DeviceOpt, _fail, _pipeline, err
+from faceforge.cli.gallery import CollectionOpt, GalleryOpt, TokenOpt
+from faceforge.core.errors import FaceForgeError
+
+
+def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_token: str = TokenOpt,
+          host: str = typer.Option("127.0.0.1", "--host", help="bind address (loopback unless you mean otherwise)"),
+          port: int = typer.Option(8000, "--port", min=0, max=65535),
+          token: Optional[str] = typer.Option(None, "--token", envvar="FACEFORGE_TOKEN",
+                                              help="bearer token clients must send (default: a new random one, printed)"),
+          public_reads: bool = typer.Option(False, "--public-reads", help="no token needed for /verify and /identify"),
+          max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.001, help="largest request body"),
+          max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.001, help="largest image"),
+          k: int = typer.Option(1, "--k", min=1, help="default top-K for /identify"),
+          threshold: Optional[float] = typer.Option(None, "--threshold", help="default: the model's"),
+          eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="threshold from this evaluation"),
+          fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json"),
+          detector: str = DetectorOpt,
+          model: Optional[str] = typer.Option(None, "--model", "-m", help="default: the gallery's, else sface"),
+          device: str = DeviceOpt, batch_size: int = BatchOpt) -> None:
+    """Serve verify / identify / enrol / delete over HTTP (OpenAPI schema at /docs and /openapi.json)."""
+    import uvicorn
+
+    from faceforge.search.gallery import open_gallery
+    from faceforge.search.workflow import resolve_threshold
+    from faceforge.serve.app import MiB, ServeSettings, create_app
+
+    try:
+        g = open_gallery(gallery, collection=collection, token=milvus_token)
+        pipe = _pipeline(detector, model or g.model or "sface", device, batch_size)
+        thr = resolve_threshold(pipe, threshold, eval_json, fpr)
+        if not token:
+            token = secrets.token_urlsafe(24)
+            err.print(f"token (send as 'Authorization: Bearer …'): {token}")
+        settings = ServeSettings(token=token, threshold=thr, public_reads=public_reads,
+                                 max_upload_bytes=int(max_upload_mb * MiB),
+                                 max_pixels=int(max_megapixels * 1e6), k=k)
+        app = create_app(g, pipe, settings)
+    except FaceForgeError as exc:
+        _fail(exc, False)
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            err.print(f"[yellow]warning:[/yellow] listening on {host}: reachable from other machines")
+    except ValueError:
+        pass  # a host name
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        g.close()

@@ -1,0 +1,245 @@
+"""The REST service (FastAPI): verify two photos, identify the faces of one against a gallery,
+enrol, delete an identity. A thin layer over faceforge.pipeline and faceforge.search.
+
+Safe by default: `faceforge serve` binds 127.0.0.1; every write needs the bearer token, and so
+does every read unless reads are made public; uploads and image dimensions are capped before
+anything is decoded; every error is JSON: {"error": {"status", "code", "message"}}.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from faceforge.core.errors import FaceForgeError, NoFaceError
+from faceforge.io.images import decode_image
+from faceforge.pipeline import FacePipeline
+from faceforge.search.decision import identify
+from faceforge.search.gallery import Gallery, Records, file_key
+
+MiB = 1 << 20
+
+
+@dataclass
+class ServeSettings:
+    token: str
+    threshold: float
+    public_reads: bool = False
+    max_upload_bytes: int = 10 * MiB
+    max_pixels: int = 40_000_000   # width × height of one image
+    max_side: int = 10_000         # pixels, either side
+    k: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise FaceForgeError("the service needs a token: writes are never open")
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    gallery: str
+    backend: str
+    dim: Optional[int]
+
+
+class FaceResult(BaseModel):
+    box: list[float]
+    det_score: float
+    identity: str = Field(description="'unknown' when below the threshold or no decision")
+    score: Optional[float]
+    accepted: bool
+    candidate: Optional[str]
+
+
+class IdentifyResult(BaseModel):
+    threshold: float
+    k: int
+    faces: list[FaceResult]
+
+
+class VerifyResult(BaseModel):
+    score: float
+    threshold: float
+    same_person: bool
+    model: str
+
+
+class EnrolResult(BaseModel):
+    identity: str
+    faces_added: int
+    already_enrolled: bool
+
+
+class DeleteResult(BaseModel):
+    identity: str
+    deleted: int
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status)
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a request body over the limit, by its declared length or, for
+    a chunked body, as soon as the bytes received pass it."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        message = f"request body over {self.limit} bytes"
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, "payload_too_large", message)(scope, receive, send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:  # an HTTPException passes FastAPI's body parsing as it is
+                    raise ApiError(413, "payload_too_large", message)
+            return msg
+
+        await self.app(scope, counting_receive, send)
+
+
+def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings) -> FastAPI:
+    app = FastAPI(title="FaceForge", version="1", description="Face verification and identification against a "
+                  "gallery. Send `Authorization: Bearer <token>`.")
+    lock = threading.Lock()  # the detector, the network and the gallery client serve one request at a time
+    bearer = HTTPBearer(auto_error=False)
+    model = pipeline.embedder.name
+
+    def _check(cred: HTTPAuthorizationCredentials | None) -> None:
+        if cred is None or not hmac.compare_digest(cred.credentials.encode(), settings.token.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+    def need_write(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        _check(cred)
+
+    def need_read(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not settings.public_reads:
+            _check(cred)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException):
+        code = getattr(exc, "code", {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                                     413: "payload_too_large"}.get(exc.status_code, "http_error"))
+        resp = _error(exc.status_code, code, str(exc.detail))
+        if exc.status_code == 401:
+            resp.headers["WWW-Authenticate"] = "Bearer"
+        return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    def read_image(upload: UploadFile, field: str) -> np.ndarray:
+        data = upload.file.read()
+        name = f"{field} ({upload.filename or 'upload'})"
+        try:
+            with Image.open(io.BytesIO(data)) as im:  # header only: dimensions before decoding
+                w, h = im.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise ApiError(422, "not_an_image", f"{name}: not an image file") from None
+        if w * h > settings.max_pixels or max(w, h) > settings.max_side:
+            raise ApiError(413, "image_too_large", f"{name}: {w}×{h} exceeds the limit "
+                           f"({settings.max_pixels} pixels, {settings.max_side} per side)")
+        try:
+            return decode_image(data, name)
+        except FaceForgeError as exc:
+            raise ApiError(422, "not_an_image", str(exc)) from None
+
+    def faces_of(image: np.ndarray, field: str, select: str):
+        try:
+            return pipeline.embed_image(image, select=select)
+        except NoFaceError:
+            raise ApiError(422, "no_face", f"{field}: no face found") from None
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health() -> Health:
+        """Liveness and what is served (no token needed)."""
+        return Health(status="ok", model=model, gallery=gallery.uri, backend=gallery.backend, dim=gallery.dim)
+
+    @app.post("/verify", response_model=VerifyResult, tags=["faces"], dependencies=[Depends(need_read)])
+    def verify(a: UploadFile = File(..., description="first photo"),
+               b: UploadFile = File(..., description="second photo")) -> VerifyResult:
+        """Are the largest faces of two photos the same person?"""
+        ia, ib = read_image(a, "a"), read_image(b, "b")
+        with lock:
+            ea = faces_of(ia, "a", "largest")[1][0]
+            eb = faces_of(ib, "b", "largest")[1][0]
+        score = float(np.dot(ea, eb))
+        return VerifyResult(score=score, threshold=settings.threshold, same_person=score >= settings.threshold,
+                            model=model)
+
+    @app.post("/identify", response_model=IdentifyResult, tags=["gallery"], dependencies=[Depends(need_read)])
+    def identify_faces(image: UploadFile = File(..., description="a photo"),
+                       k: int = Query(settings.k, ge=1, le=100, description="top-K majority vote"),
+                       min_quality: Optional[float] = Query(None, ge=0, le=100,
+                                                            description="search only records of this quality")
+                       ) -> IdentifyResult:
+        """Who are the faces in this photo? 'unknown' below the threshold."""
+        img = read_image(image, "image")
+        with lock:
+            faces, embs = faces_of(img, "image", "all")
+            decisions = identify(gallery, embs, k, settings.threshold, min_quality, model)
+        return IdentifyResult(threshold=settings.threshold, k=k, faces=[
+            FaceResult(box=[float(x) for x in f.box], det_score=float(f.score), **d.to_dict(with_hits=False))
+            for f, d in zip(faces, decisions)])
+
+    @app.post("/enrol", response_model=EnrolResult, tags=["gallery"], dependencies=[Depends(need_write)])
+    def enrol(image: UploadFile = File(..., description="a photo of one person (its largest face is used)"),
+              identity: str = Form(..., min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")) -> EnrolResult:
+        """Add the largest face of a photo to an identity (the same photo twice is stored once)."""
+        data_hash = hashlib.sha256(image.file.read()).hexdigest()
+        image.file.seek(0)
+        img = read_image(image, "image")
+        path = f"upload/{data_hash[:16]}"
+        fkey = file_key(path, data_hash)
+        with lock:
+            faces, embs = faces_of(img, "image", "largest")
+            added = gallery.add(Records([identity], [path], [fkey], [0], embs[:1]), model)
+        return EnrolResult(identity=identity, faces_added=added, already_enrolled=added == 0)
+
+    @app.delete("/identities/{identity}", response_model=DeleteResult, tags=["gallery"],
+                dependencies=[Depends(need_write)])
+    def delete_identity(identity: str) -> DeleteResult:
+        """Remove every face of an identity."""
+        with lock:
+            n = gallery.delete_identity(identity)
+        if n == 0:
+            raise ApiError(404, "not_found", f"no identity '{identity}' in the gallery")
+        return DeleteResult(identity=identity, deleted=n)
+
+    app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
+    return app
