@@ -49,6 +49,22 @@ def _lock_held(folder: Path) -> bool:
     return False
 
 
+class _NoAllocTimestamp(logging.Filter):
+    """pymilvus' query iterator first asks for a timestamp that Milvus Lite does not implement,
+    then falls back; the in-process server would log that refusal as a traceback every time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tb = record.exc_info[2] if record.exc_info else None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "AllocTimestamp":
+                return False
+            tb = tb.tb_next
+        return True
+
+
+logging.getLogger("grpc._server").addFilter(_NoAllocTimestamp())
+
+
 @contextlib.contextmanager
 def _quiet(*names: str):
     """pymilvus and milvus_lite log tracebacks for errors we turn into clear messages."""
@@ -71,6 +87,7 @@ class MilvusGallery(Gallery):
         if index not in INDEXES:
             raise GalleryError(f"unknown index '{index}' (choose from {sorted(INDEXES)})")
         self.uri, self.collection, self.index = uri, collection, index
+        self._unflushed = False
         local = uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
         if local:
             path = Path(uri)
@@ -134,6 +151,7 @@ class MilvusGallery(Gallery):
                      "quality": float(records.quality[i]), "model": model, "vector": records.vectors[i]}
                     for i in range(a, min(a + INSERT_BATCH, len(records)))]
             self.client.insert(self.collection, rows)
+        self._unflushed = True
 
     def existing_file_keys(self, keys: list[str]) -> set[str]:
         if self._meta() is None or not keys:
@@ -147,6 +165,9 @@ class MilvusGallery(Gallery):
         return found
 
     def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
+        if self._unflushed:  # Milvus Lite scans unflushed rows ~20x slower than sealed segments
+            self.client.flush(self.collection)
+            self._unflushed = False
         _, params = INDEXES[self.index]
         expr = "" if min_quality is None else f"quality >= {float(min_quality)!r}"
         out: list[list[Hit]] = []
@@ -183,6 +204,7 @@ class MilvusGallery(Gallery):
             batch = [{**r, "identity": new, "vector": np.asarray(r["vector"], np.float32)}
                      for r in moved[a:a + INSERT_BATCH]]
             self.client.upsert(self.collection, batch)
+        self._unflushed = True
         return len(moved)
 
     def identity_counts(self) -> dict[str, int]:

@@ -1,0 +1,156 @@
+"""Gallery search at scale: 100k and 1M random unit vectors of 128 and 512 dimensions.
+
+For each size and dimension, in the same run: numpy brute force (the baseline, and the exact
+top-10 every recall is measured against), FAISS flat, FAISS HNSW, and Milvus Lite (the embedded
+default gallery, FLAT index, through faceforge.search). Each backend runs in its own process so
+its memory is its own: build time (enrolment for Milvus Lite), queries per second at batch 1
+and 256, recall@10 against exact search, peak resident memory above the data itself.
+
+    python bench/search.py                      # 100k and 1M, 128-d and 512-d
+    python bench/search.py --sizes 100000       # a quicker run
+
+Writes bench/results/search.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import machine  # bench/common.py
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BACKENDS = ("numpy", "faiss-flat", "faiss-hnsw", "milvus-lite")
+K = 10
+N_QUERIES = 1000
+BATCH = 256
+SINGLE_BUDGET_S = 20.0  # batch-1 queries run until this much time or all queries are done
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 128
+
+
+def data(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n + d)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = np.random.default_rng(7).standard_normal((N_QUERIES, d), dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x, q
+
+
+def rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def numpy_search(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    s = q @ x.T
+    top = np.argpartition(-s, K - 1, axis=1)[:, :K]
+    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
+def run_backend(backend: str, n: int, d: int, truth_path: Path) -> dict:
+    """Child process: build one backend, time its searches, report."""
+    x, q = data(n, d)
+    base_rss = rss_gib()
+    tmp = tempfile.TemporaryDirectory()
+    t0 = time.perf_counter()
+    if backend == "numpy":
+        search = lambda qq: numpy_search(x, qq)  # noqa: E731
+    elif backend.startswith("faiss"):
+        import faiss
+        if backend == "faiss-flat":
+            index = faiss.IndexFlatIP(d)
+        else:
+            index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        index.add(x)
+        search = lambda qq: index.search(qq, K)[1]  # noqa: E731
+    else:
+        from faceforge.search.gallery import Records, open_gallery
+        g = open_gallery(f"{tmp.name}/g.db")
+        chunk = 50_000
+        for a in range(0, n, chunk):
+            ids = [str(i) for i in range(a, min(a + chunk, n))]
+            g.add(Records(ids, ids, ids, [0] * len(ids), x[a:a + chunk]), "bench")
+        key_to_row = lambda h: int(h.path)  # noqa: E731
+        search = lambda qq: np.array([[key_to_row(h) for h in hits] for hits in g.search(qq, K)])  # noqa: E731
+        search(q[:1])  # the first search loads the collection into memory: part of the build
+    build_s = time.perf_counter() - t0
+    # batch 1: as many single queries as fit the budget
+    got1, t0 = [], time.perf_counter()
+    for i in range(N_QUERIES):
+        got1.append(search(q[i:i + 1])[0])
+        if time.perf_counter() - t0 > SINGLE_BUDGET_S and i >= 9:
+            break
+    single_s = time.perf_counter() - t0
+    # batch 256
+    t0 = time.perf_counter()
+    got = np.vstack([search(q[a:a + BATCH]) for a in range(0, N_QUERIES, BATCH)])
+    batch_s = time.perf_counter() - t0
+    res = {"backend": backend, "n": n, "d": d, "build_s": round(build_s, 2),
+           "qps_batch1": round(len(got1) / single_s, 1), "batch1_queries": len(got1),
+           "qps_batch256": round(N_QUERIES / batch_s, 1),
+           "peak_rss_gib": round(rss_gib(), 2), "peak_rss_above_data_gib": round(rss_gib() - base_rss, 2)}
+    if backend == "numpy":
+        np.save(truth_path, got)
+    truth = np.load(truth_path)
+    res["recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(got, truth)])), 4)
+    res["batch1_equals_batch256"] = bool(all(np.array_equal(a, b) for a, b in zip(got1, got)))
+    if backend == "milvus-lite":
+        g.close()
+    tmp.cleanup()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--dims", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--backends", nargs="+", default=list(BACKENDS))
+    ap.add_argument("--child", nargs=3, metavar=("BACKEND", "N", "D"), help=argparse.SUPPRESS)
+    ap.add_argument("--truth", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_backend(args.child[0], int(args.child[1]), int(args.child[2]), args.truth)))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            for d in args.dims:
+                truth = Path(tmp) / f"truth_{n}_{d}.npy"
+                for backend in ["numpy"] + [b for b in args.backends if b != "numpy"]:
+                    p = subprocess.run([sys.executable, __file__, "--child", backend, str(n), str(d), "--truth",
+                                        str(truth)], capture_output=True, text=True)
+                    if p.returncode != 0:
+                        print(f"{backend} n={n} d={d} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
+                        rows.append({"backend": backend, "n": n, "d": d, "error": p.stderr.strip().splitlines()[-1]})
+                        continue
+                    r = json.loads(p.stdout.strip().splitlines()[-1])
+                    base = next(x for x in rows if x["backend"] == "numpy" and x["n"] == n and x["d"] == d) \
+                        if backend != "numpy" else r
+                    r["qps_batch1_vs_numpy"] = round(r["qps_batch1"] / base["qps_batch1"], 2)
+                    r["qps_batch256_vs_numpy"] = round(r["qps_batch256"] / base["qps_batch256"], 2)
+                    rows.append(r)
+                    print(f"n={n:>8} d={d} {backend:12s} build {r['build_s']:8.2f} s  "
+                          f"qps@1 {r['qps_batch1']:9.1f} ({r['qps_batch1_vs_numpy']}x numpy)  "
+                          f"qps@256 {r['qps_batch256']:9.1f} ({r['qps_batch256_vs_numpy']}x)  "
+                          f"recall@10 {r['recall_at_10']:.4f}  mem +{r['peak_rss_above_data_gib']} GiB", flush=True)
+    from faceforge.core.files import atomic_write_json
+    atomic_write_json(RESULTS / "search.json", {
+        "setup": {"k": K, "queries": N_QUERIES, "batch": BATCH, "single_query_budget_s": SINGLE_BUDGET_S,
+                  "data": "random unit vectors (normal, normalised), queries from another seed",
+                  "faiss_hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH},
+                  "milvus_lite": "FLAT / inner product, through faceforge.search.open_gallery('….db')"},
+        "machine": machine(), "results": rows})
+
+
+if __name__ == "__main__":
+    main()
