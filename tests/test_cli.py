@@ -152,3 +152,11 @@ def test_demo_without_lfw(tmp_path):
         assert r["correct_decisions"] == "15/15"
     assert (tmp_path / "demo" / "verification.json").is_file()
     assert (tmp_path / "demo" / "similarity_sface.png").stat().st_size > 10_000
+    g = out["gallery"]
+    assert g["faces_added"] == 2 and g["records"] == 2
+    assert {n: r if isinstance(r, str) else r["identity"] for n, r in g["identified"].items()} == {
+        "astronaut_mirrored": "Eileen Collins (astronaut)", "astronaut_small": "Eileen Collins (astronaut)",
+        "astronaut_darker": "Eileen Collins (astronaut)", "cameraman_mirrored": "cameraman",
+        "cat": "no face", "coffee": "no face"}
+    again = run("demo", "-o", str(tmp_path / "demo"), "--no-lfw", "--json")["gallery"]
+    assert again["faces_added"] == 0 and again["records"] == 2  # a rerun stores nothing twice

@@ -34,6 +34,39 @@ def demo_images() -> dict[str, np.ndarray]:
     }
 
 
+def gallery_demo(uri: Path, images: dict[str, np.ndarray], model: str, detector: str, device: str) -> dict:
+    """Enrol the two people's original photos into a Milvus Lite gallery, identify every other
+    photo against it. Rerunning finds them enrolled already (keys are path + content hash)."""
+    import hashlib
+
+    from faceforge.search import Records, identify, open_gallery
+    from faceforge.search.gallery import file_key
+
+    pipe = FacePipeline(detector=detector, embedder=model, device=device)
+    enrolled = {"astronaut": "Eileen Collins (astronaut)", "cameraman": "cameraman"}
+    with open_gallery(uri) as g:
+        names, paths, keys, vecs = [], [], [], []
+        for name, who in enrolled.items():
+            faces, emb = pipe.embed_image(images[name], select="largest")
+            names.append(who), paths.append(f"skimage/{name}"), vecs.append(emb[0])
+            keys.append(file_key(paths[-1], hashlib.sha256(images[name].tobytes()).hexdigest()))
+        added = g.add(Records(names, paths, keys, [0] * len(names), np.stack(vecs)), pipe.embedder.name)
+        results = {}
+        for name, img in images.items():
+            if name in enrolled:
+                continue
+            faces = pipe.select(pipe.detect(img), img.shape, "largest")
+            if not faces:
+                results[name] = "no face"
+                continue
+            d = identify(g, pipe.embed_faces(img, faces), k=1, threshold=pipe.embedder.threshold,
+                         model=pipe.embedder.name)[0]
+            results[name] = {"identity": d.identity, "score": round(d.score, 4)}
+        stats = g.stats()
+    return {"gallery": str(uri), "model": pipe.embedder.name, "threshold": pipe.embedder.threshold,
+            "faces_added": added, "records": stats["records"], "identified": results}
+
+
 def run_demo(out: str | Path, models: tuple[str, ...] = ("sface", "dlib-r29"), detector: str = "yunet",
              device: str = "auto", lfw: bool = True, lfw_model: str = "sface",
              lfw_folds: int | None = None) -> dict:
@@ -70,6 +103,7 @@ def run_demo(out: str | Path, models: tuple[str, ...] = ("sface", "dlib-r29"), d
             "correct_decisions": f"{correct}/{len(pairs)}",
             "similarity_png": str(out / f"similarity_{model}.png"),
         }
+    summary["gallery"] = gallery_demo(out / "gallery.db", images, models[0], detector, device)
     root = lfw_dir()
     if lfw and (root / "pairs.txt").is_file():
         from faceforge.evaluate.lfw import evaluate_lfw

@@ -156,3 +156,38 @@ def test_identify_batch(gallery_spec):
         got = identify(g, probes, k=3, threshold=0.5)
     assert [d.identity for d in got] == ["id0", "id1", "id2", UNKNOWN]
     assert got[3].candidate is not None and got[3].score < 0.5
+
+
+@pytest.mark.parametrize("uri, index", [("faiss:{d}/g", "hnsw"), ("faiss:{d}/g", "ivf"), ("{d}/g.db", "hnsw"),
+                                        ("{d}/g.db", "ivf")])
+def test_approximate_indexes(tmp_path, uri, index):
+    """HNSW and IVF find a stored face from a slightly changed copy, and honour the filter."""
+    rec = records(3000, d=32, seed=4)
+    noisy = rec.vectors[:200] + 0.02 * np.random.default_rng(9).normal(size=(200, 32)).astype(np.float32)
+    with open_gallery(uri.format(d=tmp_path), index=index) as g:
+        g.add(rec, "m")
+        hits = g.search(noisy, 5)
+        filtered = g.search(noisy, 5, min_quality=50)
+    found = np.mean([h[0].path == rec.path[i] for i, h in enumerate(hits)])
+    assert found >= 0.95, found
+    assert all(x.quality >= 50 for h in filtered for x in h) and all(len(h) == 5 for h in filtered)
+
+
+def test_parquet_rows_with_extra_faces_dedup(gallery_spec):
+    """Records of a file's second face (face_index 1) are recognised on a rerun too."""
+    rec = records(6)
+    rec.face_index = [0, 1, 2, 0, 1, 0]
+    rec.file_key = ["f1", "f1", "f1", "f2", "f2", "f3"]
+    with open_gallery(**gallery_spec) as g:
+        assert g.add(rec.take([0, 1, 3]), "m") == 3
+        assert g.existing_file_keys(["f1", "f2", "f3"]) == {"f1", "f2"}
+        assert g.add(rec, "m") == 3            # only the three records not stored yet
+        assert g.add(rec, "m") == 0
+
+
+def test_insert_chunks_keep_files_whole():
+    from faceforge.search.milvus_gallery import _chunks
+    keys = ["a"] * 3 + ["b"] * 4 + ["c"] + ["d"] * 2
+    assert _chunks(keys, 2) == [(0, 3), (3, 7), (7, 10)]
+    assert _chunks(keys, 100) == [(0, 10)]
+    assert _chunks([], 5) == []

@@ -121,7 +121,7 @@ class FaissGallery(Gallery):
         if len(keep) < len(alive):
             self._cols = {f: [v[i] for i in keep] for f, v in self._cols.items()}
             self._vectors = self._vectors[keep]
-        self._file_keys = set(self._cols["file_key"])
+        self._keys = set(self._cols["key"])
         self._index = None
 
     def _append_op(self, op: dict) -> None:
@@ -146,14 +146,14 @@ class FaissGallery(Gallery):
             self._cols[f].extend(v)
         start = len(self._vectors)
         self._vectors = np.vstack([self._vectors, records.vectors])
-        self._file_keys.update(records.file_key)
+        self._keys.update(records.keys)
         if self._index is not None and self.index_kind != "ivf":
             self._index.add(self._vectors[start:])
         else:
             self._index = None
 
-    def existing_file_keys(self, keys: list[str]) -> set[str]:
-        return {k for k in keys if k in self._file_keys}
+    def existing_keys(self, keys: list[str]) -> set[str]:
+        return {k for k in keys if k in self._keys}
 
     # -- index --------------------------------------------------------------------------
     def _build(self):

@@ -127,8 +127,8 @@ class Gallery(ABC):
         """Store new records durably (the call returns only once they are acknowledged)."""
 
     @abstractmethod
-    def existing_file_keys(self, keys: list[str]) -> set[str]:
-        """The subset of these file keys already enrolled."""
+    def existing_keys(self, keys: list[str]) -> set[str]:
+        """The subset of these record keys already stored (a primary-key lookup)."""
 
     @abstractmethod
     def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]: ...
@@ -180,14 +180,12 @@ class Gallery(ABC):
         if self._meta() is None:
             self._init(model, dim)
         keys = records.keys
-        seen: set[str] = set()
+        done = self.existing_keys(sorted(set(keys)))
         fresh = []
         for i, k in enumerate(keys):  # duplicates inside the batch too
-            if k not in seen:
-                seen.add(k)
+            if k not in done:
+                done.add(k)
                 fresh.append(i)
-        done = self.existing_file_keys(sorted({records.file_key[i] for i in fresh}))
-        fresh = [i for i in fresh if records.file_key[i] not in done]
         if fresh:
             self._insert(records.take(fresh))
         return len(fresh)
@@ -200,6 +198,12 @@ class Gallery(ABC):
         """Move every record of `old` to `new` (merging if `new` exists); the number moved."""
         _check_text("identity", new)
         return 0 if self._meta() is None or old == new else self._rename(old, new)
+
+    def existing_file_keys(self, file_keys: list[str]) -> set[str]:
+        """The files among these already enrolled: a file's faces are stored together and
+        face 0 is always among them, so its key stands for the file."""
+        first = {record_key(f, 0): f for f in file_keys}
+        return {first[k] for k in self.existing_keys(list(first))}
 
     def search(self, vectors: np.ndarray, k: int = 10, min_quality: float | None = None,
                model: str | None = None) -> list[list[Hit]]:

@@ -28,7 +28,20 @@ INDEXES = {
 }
 INSERT_BATCH = 2000   # rows per insert call (well under gRPC's message limit at 512-d)
 QUERY_BATCH = 256     # query vectors per search call
-IN_BATCH = 500        # values per `in [...]` filter
+GET_BATCH = 1000      # primary keys per lookup
+
+
+def _chunks(file_keys: list[str], size: int) -> list[tuple[int, int]]:
+    """Row ranges of about `size` that never split one file's faces (a kill between two
+    inserts then leaves whole files, which a resume recognises by their face 0)."""
+    out, a = [], 0
+    while a < len(file_keys):
+        b = min(a + size, len(file_keys))
+        while b < len(file_keys) and file_keys[b] == file_keys[b - 1]:
+            b += 1
+        out.append((a, b))
+        a = b
+    return out
 
 
 def _quote(text: str) -> str:
@@ -145,23 +158,21 @@ class MilvusGallery(Gallery):
     def _insert(self, records: Records) -> None:
         model = self.model
         keys = records.keys
-        for a in range(0, len(records), INSERT_BATCH):
+        for a, b in _chunks(records.file_key, INSERT_BATCH):
             rows = [{"key": keys[i], "file_key": records.file_key[i], "identity": records.identity[i],
                      "path": records.path[i], "face_index": int(records.face_index[i]),
                      "quality": float(records.quality[i]), "model": model, "vector": records.vectors[i]}
-                    for i in range(a, min(a + INSERT_BATCH, len(records)))]
+                    for i in range(a, b)]
             self.client.insert(self.collection, rows)
         self._unflushed = True
 
-    def existing_file_keys(self, keys: list[str]) -> set[str]:
+    def existing_keys(self, keys: list[str]) -> set[str]:
         if self._meta() is None or not keys:
             return set()
         found: set[str] = set()
-        for a in range(0, len(keys), IN_BATCH):
-            chunk = keys[a:a + IN_BATCH]
-            expr = "file_key in [" + ", ".join(_quote(k) for k in chunk) + "]"
-            rows = self.client.query(self.collection, filter=expr, output_fields=["file_key"], limit=16384)
-            found.update(r["file_key"] for r in rows)
+        for a in range(0, len(keys), GET_BATCH):  # by primary key: no scan of the collection
+            found.update(r["key"] for r in self.client.get(self.collection, ids=keys[a:a + GET_BATCH],
+                                                           output_fields=["key"]))
         return found
 
     def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
