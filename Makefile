@@ -39,6 +39,8 @@ bench: install
 	$(PY) bench/curation_lfw.py
 	$(PY) bench/cluster_lfw.py
 	$(PY) bench/cluster_scale.py
+	$(PY) bench/gallery_lfw.py
+	$(PY) bench/search.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

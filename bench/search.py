@@ -115,41 +115,77 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--dims", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS))
+    ap.add_argument("--merge", action="store_true", help="keep other configurations already in search.json")
+    ap.add_argument("--max-rss-gib", type=float, default=16.0, help="stop a backend whose memory passes this")
     ap.add_argument("--child", nargs=3, metavar=("BACKEND", "N", "D"), help=argparse.SUPPRESS)
     ap.add_argument("--truth", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_backend(args.child[0], int(args.child[1]), int(args.child[2]), args.truth)))
         return
-    rows = []
+    out = RESULTS / "search.json"
+    rows = json.loads(out.read_text())["results"] if args.merge and out.exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             for d in args.dims:
                 truth = Path(tmp) / f"truth_{n}_{d}.npy"
                 for backend in ["numpy"] + [b for b in args.backends if b != "numpy"]:
-                    p = subprocess.run([sys.executable, __file__, "--child", backend, str(n), str(d), "--truth",
-                                        str(truth)], capture_output=True, text=True)
-                    if p.returncode != 0:
-                        print(f"{backend} n={n} d={d} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
-                        rows.append({"backend": backend, "n": n, "d": d, "error": p.stderr.strip().splitlines()[-1]})
-                        continue
-                    r = json.loads(p.stdout.strip().splitlines()[-1])
-                    base = next(x for x in rows if x["backend"] == "numpy" and x["n"] == n and x["d"] == d) \
-                        if backend != "numpy" else r
-                    r["qps_batch1_vs_numpy"] = round(r["qps_batch1"] / base["qps_batch1"], 2)
-                    r["qps_batch256_vs_numpy"] = round(r["qps_batch256"] / base["qps_batch256"], 2)
-                    rows.append(r)
-                    print(f"n={n:>8} d={d} {backend:12s} build {r['build_s']:8.2f} s  "
-                          f"qps@1 {r['qps_batch1']:9.1f} ({r['qps_batch1_vs_numpy']}x numpy)  "
-                          f"qps@256 {r['qps_batch256']:9.1f} ({r['qps_batch256_vs_numpy']}x)  "
-                          f"recall@10 {r['recall_at_10']:.4f}  mem +{r['peak_rss_above_data_gib']} GiB", flush=True)
+                    r = run_child(backend, n, d, truth, args.max_rss_gib)
+                    rows = [x for x in rows if (x["backend"], x["n"], x["d"]) != (backend, n, d)] + [r]
+                    if "error" in r:
+                        print(f"n={n:>8} d={d} {backend:12s} {r['error']}", flush=True)
+                    else:
+                        base = next(x for x in rows if (x["backend"], x["n"], x["d"]) == ("numpy", n, d))
+                        r["qps_batch1_vs_numpy"] = round(r["qps_batch1"] / base["qps_batch1"], 2)
+                        r["qps_batch256_vs_numpy"] = round(r["qps_batch256"] / base["qps_batch256"], 2)
+                        print(f"n={n:>8} d={d} {backend:12s} build {r['build_s']:8.2f} s  "
+                              f"qps@1 {r['qps_batch1']:9.1f} ({r['qps_batch1_vs_numpy']}x numpy)  "
+                              f"qps@256 {r['qps_batch256']:9.1f} ({r['qps_batch256_vs_numpy']}x)  "
+                              f"recall@10 {r['recall_at_10']:.4f}  mem +{r['peak_rss_above_data_gib']} GiB",
+                              flush=True)
+                    write(out, rows)  # after every measurement: a long run keeps what it measured
+
+
+def write(out: Path, rows: list[dict]) -> None:
     from faceforge.core.files import atomic_write_json
-    atomic_write_json(RESULTS / "search.json", {
+    rows = sorted(rows, key=lambda x: (x["n"], x["d"], BACKENDS.index(x["backend"])))
+    atomic_write_json(out, {
         "setup": {"k": K, "queries": N_QUERIES, "batch": BATCH, "single_query_budget_s": SINGLE_BUDGET_S,
                   "data": "random unit vectors (normal, normalised), queries from another seed",
                   "faiss_hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH},
                   "milvus_lite": "FLAT / inner product, through faceforge.search.open_gallery('….db')"},
         "machine": machine(), "results": rows})
+
+
+def rss_of(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(backend: str, n: int, d: int, truth: Path, max_rss_gib: float) -> dict:
+    """One backend in its own process, stopped if its resident memory passes the cap (the
+    machine has 24 GiB; a swapping or killed machine measures nothing)."""
+    proc = subprocess.Popen([sys.executable, __file__, "--child", backend, str(n), str(d), "--truth", str(truth)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, rss_of(proc.pid))
+        if peak > max_rss_gib:
+            proc.kill()
+            proc.wait()
+            return {"backend": backend, "n": n, "d": d,
+                    "error": f"stopped: resident memory passed {max_rss_gib:g} GiB while building or searching"}
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        print(stderr[-3000:], file=sys.stderr)
+        return {"backend": backend, "n": n, "d": d, "error": (stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -191,3 +191,11 @@ def test_insert_chunks_keep_files_whole():
     assert _chunks(keys, 2) == [(0, 3), (3, 7), (7, 10)]
     assert _chunks(keys, 100) == [(0, 10)]
     assert _chunks([], 5) == []
+
+
+@pytest.mark.parametrize("uri", ["faiss:{d}/g", "{d}/g.db"])
+def test_index_kind_is_kept(tmp_path, uri):
+    with open_gallery(uri.format(d=tmp_path), index="hnsw") as g:
+        g.add(records(10), "m")
+    with open_gallery(uri.format(d=tmp_path)) as g:  # opened without naming one
+        assert g.index_kind == "hnsw"

@@ -19,15 +19,14 @@ GalleryOpt = typer.Option("gallery.db", "--gallery", "-g", envvar="FACEFORGE_GAL
                           help="FILE.db (Milvus Lite) | http(s)://HOST:PORT (Milvus server) | faiss:DIR")
 CollectionOpt = typer.Option("faces", "--collection", help="Milvus collection")
 TokenOpt = typer.Option("", "--token", envvar="FACEFORGE_MILVUS_TOKEN", help="Milvus server token (user:password)")
-IndexOpt = typer.Option("flat", "--index", help="flat | hnsw | ivf (set when the gallery is created)")
+IndexOpt = typer.Option("flat", "--index", help="flat | hnsw | ivf for a new gallery (an existing one keeps its own)")
 
 
 @contextlib.contextmanager
 def _open(uri: str, collection: str, token: str, index: str, device: str, as_json: bool) -> Iterator:
     from faceforge.search.gallery import open_gallery
     try:
-        g = open_gallery(uri, collection=collection, token=token, index=index,
-                         device="cpu" if device == "auto" else device)
+        g = open_gallery(uri, collection=collection, token=token, index=index, device=device)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     try:

@@ -38,9 +38,11 @@ def _gpu_count() -> int:
 
 @register_backend("faiss")
 class FaissGallery(Gallery):
-    def __init__(self, folder: str | Path, index: str = "flat", device: str = "cpu") -> None:
+    def __init__(self, folder: str | Path, index: str = "flat", device: str = "auto") -> None:
         if index not in INDEXES:
             raise GalleryError(f"unknown FAISS index '{index}' (choose from {list(INDEXES)})")
+        if device.startswith("cuda") and _gpu_count() == 0:
+            raise GalleryError(f"--device {device}: this FAISS build sees no GPU (faiss-cpu, or no device)")
         self.folder = Path(folder)
         self.uri = f"faiss:{self.folder}"
         self.index_kind, self.device = index, device
@@ -64,6 +66,7 @@ class FaissGallery(Gallery):
             return None
         try:
             meta = json.loads(p.read_text())
+            self.index_kind = meta.get("index", self.index_kind)  # an existing gallery keeps its own index
             return {"model": str(meta["model"]), "dim": int(meta["dim"])}
         except (ValueError, KeyError, TypeError) as exc:
             raise GalleryError(f"corrupt gallery metadata: {exc}", p) from None
@@ -72,7 +75,8 @@ class FaissGallery(Gallery):
         return self._meta_cache
 
     def _init(self, model: str, dim: int) -> None:
-        atomic_write_json(self.folder / "meta.json", {"model": model, "dim": int(dim), "format": 1})
+        atomic_write_json(self.folder / "meta.json", {"model": model, "dim": int(dim), "index": self.index_kind,
+                                                      "format": 1})
         self._meta_cache = {"model": model, "dim": int(dim)}
         self._vectors = np.zeros((0, dim), np.float32)
 
@@ -171,7 +175,7 @@ class FaissGallery(Gallery):
             index.nprobe = IVF_NPROBE
         else:  # flat, and IVF below 1,000 vectors (too few to train lists on)
             index = faiss.IndexFlatIP(d)
-        if self.device != "cpu" and self.index_kind != "hnsw" and _gpu_count() > 0:
+        if self.device != "cpu" and self.index_kind != "hnsw" and _gpu_count() > 0:  # auto or cuda
             index = faiss.index_cpu_to_all_gpus(index)
         index.add(self._vectors)
         return index

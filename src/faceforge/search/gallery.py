@@ -111,7 +111,8 @@ class Gallery(ABC):
     """What every backend implements; model bookkeeping and checks live here."""
 
     uri: str
-    backend: str = ""  # the registered name
+    index_kind: str      # flat | hnsw | ivf, fixed when the gallery is created
+    backend: str = ""    # the registered name
 
     # -- backend primitives -------------------------------------------------------------
     @abstractmethod
@@ -226,7 +227,7 @@ class Gallery(ABC):
 
     def stats(self) -> dict:
         counts = self.identity_counts()
-        return {"uri": self.uri, "backend": type(self).backend, "model": self.model, "dim": self.dim,
+        return {"uri": self.uri, "backend": type(self).backend, "index": self.index_kind, "model": self.model, "dim": self.dim,
                 "records": int(sum(counts.values())), "identities": len(counts)}
 
     def __enter__(self) -> "Gallery":
@@ -267,8 +268,9 @@ def backend_for(uri: str) -> str:
 
 
 def open_gallery(uri: str | Path, collection: str = "faces", token: str = "", index: str = "flat",
-                 device: str = "cpu") -> Gallery:
-    """Open (or create) the gallery at `uri`; see the module doc for the forms."""
+                 device: str = "auto") -> Gallery:
+    """Open (or create) the gallery at `uri`; see the module doc for the forms. `device` is
+    FAISS's: auto puts flat and IVF indexes on a GPU when FAISS has one."""
     uri = str(uri)
     _load_backends()
     name = backend_for(uri)

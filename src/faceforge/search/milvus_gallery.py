@@ -99,9 +99,9 @@ class MilvusGallery(Gallery):
 
         if index not in INDEXES:
             raise GalleryError(f"unknown index '{index}' (choose from {sorted(INDEXES)})")
-        self.uri, self.collection, self.index = uri, collection, index
+        self.uri, self.collection, self.index_kind = uri, collection, index
         self._unflushed = False
-        local = uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        self._local = local = uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
         if local:
             path = Path(uri)
             if path.exists() and not path.is_dir():
@@ -129,6 +129,7 @@ class MilvusGallery(Gallery):
         if "faceforge.model" not in props:
             raise GalleryError(f"collection '{self.collection}' exists but was not made by faceforge", self.uri)
         self.client.load_collection(self.collection)  # a reopened collection starts released
+        self.index_kind = props.get("faceforge.index", self.index_kind)  # an existing gallery keeps its own index
         return {"model": props["faceforge.model"], "dim": int(props["faceforge.dim"])}
 
     def _meta(self) -> dict | None:
@@ -137,6 +138,10 @@ class MilvusGallery(Gallery):
     def _init(self, model: str, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
 
+        if self.client.has_collection(self.collection):  # another client of the server made it meanwhile
+            self._meta_cache = self._read_meta()
+            self.check_model(model, dim)
+            return
         s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         s.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
         s.add_field("file_key", DataType.VARCHAR, max_length=64)
@@ -147,11 +152,12 @@ class MilvusGallery(Gallery):
         s.add_field("model", DataType.VARCHAR, max_length=256)
         s.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
         ip = self.client.prepare_index_params()
-        spec, _ = INDEXES[self.index]
+        spec, _ = INDEXES[self.index_kind]
         ip.add_index(field_name="vector", metric_type="IP", **spec)
         self.client.create_collection(self.collection, schema=s, index_params=ip)
         self.client.alter_collection_properties(
-            self.collection, properties={"faceforge.model": model, "faceforge.dim": str(int(dim))})
+            self.collection, properties={"faceforge.model": model, "faceforge.dim": str(int(dim)),
+                                         "faceforge.index": self.index_kind})
         self._meta_cache = {"model": model, "dim": int(dim)}
 
     # -- records ------------------------------------------------------------------------
@@ -179,7 +185,7 @@ class MilvusGallery(Gallery):
         if self._unflushed:  # Milvus Lite scans unflushed rows ~20x slower than sealed segments
             self.client.flush(self.collection)
             self._unflushed = False
-        _, params = INDEXES[self.index]
+        _, params = INDEXES[self.index_kind]
         expr = "" if min_quality is None else f"quality >= {float(min_quality)!r}"
         out: list[list[Hit]] = []
         for a in range(0, len(vectors), QUERY_BATCH):
@@ -242,7 +248,7 @@ class MilvusGallery(Gallery):
             return
         with contextlib.suppress(Exception):
             client.close()
-        if self.uri.endswith(".db") and not self.uri.startswith(("http://", "https://")):
+        if self._local:
             # release the embedded server so the folder's lock is free for the next opener
             with contextlib.suppress(Exception):
                 from milvus_lite.server_manager import server_manager_instance
