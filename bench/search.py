@@ -8,6 +8,7 @@ and 256, recall@10 against exact search, peak resident memory above the data its
 
     python bench/search.py                      # 100k and 1M, 128-d and 512-d
     python bench/search.py --sizes 100000       # a quicker run
+    python bench/search.py --data clustered --sizes 100000 --merge   # face-like data, added to the file
 
 Writes bench/results/search.json.
 """
@@ -35,11 +36,25 @@ SINGLE_BUDGET_S = 20.0  # batch-1 queries run until this much time or all querie
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 128
 
 
-def data(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+def data(n: int, d: int, kind: str = "random") -> tuple[np.ndarray, np.ndarray]:
+    """random: unit vectors with no structure (every cosine ≈ 0), the worst case for graph and
+    list indexes. clustered: face-like — identities of 1–50 images (geometric sizes, mean 10)
+    around random centres at a mean cosine of 0.7, queries new images of enrolled identities."""
     rng = np.random.default_rng(n + d)
-    x = rng.standard_normal((n, d), dtype=np.float32)
+    if kind == "random":
+        x = rng.standard_normal((n, d), dtype=np.float32)
+        q = np.random.default_rng(7).standard_normal((N_QUERIES, d), dtype=np.float32)
+    else:
+        sizes = np.minimum(rng.geometric(0.1, size=n), 50)
+        ident = np.repeat(np.arange(len(sizes)), sizes)[:n]
+        centres = rng.standard_normal((ident[-1] + 1, d), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        spread = np.float32(np.sqrt((1 / 0.7**2 - 1) / d))  # |noise|² ≈ d·s² puts cos(x, centre) near 0.7
+        x = centres[ident] + spread * rng.standard_normal((n, d), dtype=np.float32)
+        qrng = np.random.default_rng(7)
+        q = centres[ident[qrng.integers(0, n, N_QUERIES)]] + spread * qrng.standard_normal((N_QUERIES, d),
+                                                                                          dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = np.random.default_rng(7).standard_normal((N_QUERIES, d), dtype=np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return x, q
 
@@ -55,9 +70,9 @@ def numpy_search(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def run_backend(backend: str, n: int, d: int, truth_path: Path) -> dict:
+def run_backend(backend: str, n: int, d: int, kind: str, truth_path: Path) -> dict:
     """Child process: build one backend, time its searches, report."""
-    x, q = data(n, d)
+    x, q = data(n, d, kind)
     base_rss = rss_gib()
     tmp = tempfile.TemporaryDirectory()
     t0 = time.perf_counter()
@@ -95,7 +110,7 @@ def run_backend(backend: str, n: int, d: int, truth_path: Path) -> dict:
     t0 = time.perf_counter()
     got = np.vstack([search(q[a:a + BATCH]) for a in range(0, N_QUERIES, BATCH)])
     batch_s = time.perf_counter() - t0
-    res = {"backend": backend, "n": n, "d": d, "build_s": round(build_s, 2),
+    res = {"backend": backend, "n": n, "d": d, "data": kind, "build_s": round(build_s, 2),
            "qps_batch1": round(len(got1) / single_s, 1), "batch1_queries": len(got1),
            "qps_batch256": round(N_QUERIES / batch_s, 1),
            "peak_rss_gib": round(rss_gib(), 2), "peak_rss_above_data_gib": round(rss_gib() - base_rss, 2)}
@@ -115,13 +130,15 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--dims", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS))
+    ap.add_argument("--data", default="random", choices=["random", "clustered"])
     ap.add_argument("--merge", action="store_true", help="keep other configurations already in search.json")
     ap.add_argument("--max-rss-gib", type=float, default=16.0, help="stop a backend whose memory passes this")
-    ap.add_argument("--child", nargs=3, metavar=("BACKEND", "N", "D"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, metavar=("BACKEND", "N", "D", "DATA"), help=argparse.SUPPRESS)
     ap.add_argument("--truth", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_backend(args.child[0], int(args.child[1]), int(args.child[2]), args.truth)))
+        print(json.dumps(run_backend(args.child[0], int(args.child[1]), int(args.child[2]), args.child[3],
+                                     args.truth)))
         return
     out = RESULTS / "search.json"
     rows = json.loads(out.read_text())["results"] if args.merge and out.exists() else []
@@ -130,15 +147,15 @@ def main() -> None:
             for d in args.dims:
                 truth = Path(tmp) / f"truth_{n}_{d}.npy"
                 for backend in ["numpy"] + [b for b in args.backends if b != "numpy"]:
-                    r = run_child(backend, n, d, truth, args.max_rss_gib)
-                    rows = [x for x in rows if (x["backend"], x["n"], x["d"]) != (backend, n, d)] + [r]
+                    r = run_child(backend, n, d, args.data, truth, args.max_rss_gib)
+                    rows = [x for x in rows if key(x) != (backend, n, d, args.data)] + [r]
                     if "error" in r:
-                        print(f"n={n:>8} d={d} {backend:12s} {r['error']}", flush=True)
+                        print(f"n={n:>8} d={d} {args.data} {backend:12s} {r['error']}", flush=True)
                     else:
-                        base = next(x for x in rows if (x["backend"], x["n"], x["d"]) == ("numpy", n, d))
+                        base = next(x for x in rows if key(x) == ("numpy", n, d, args.data))
                         r["qps_batch1_vs_numpy"] = round(r["qps_batch1"] / base["qps_batch1"], 2)
                         r["qps_batch256_vs_numpy"] = round(r["qps_batch256"] / base["qps_batch256"], 2)
-                        print(f"n={n:>8} d={d} {backend:12s} build {r['build_s']:8.2f} s  "
+                        print(f"n={n:>8} d={d} {args.data} {backend:12s} build {r['build_s']:8.2f} s  "
                               f"qps@1 {r['qps_batch1']:9.1f} ({r['qps_batch1_vs_numpy']}x numpy)  "
                               f"qps@256 {r['qps_batch256']:9.1f} ({r['qps_batch256_vs_numpy']}x)  "
                               f"recall@10 {r['recall_at_10']:.4f}  mem +{r['peak_rss_above_data_gib']} GiB",
@@ -146,12 +163,19 @@ def main() -> None:
                     write(out, rows)  # after every measurement: a long run keeps what it measured
 
 
+def key(row: dict) -> tuple:
+    return row["backend"], row["n"], row["d"], row.get("data", "random")
+
+
 def write(out: Path, rows: list[dict]) -> None:
     from faceforge.core.files import atomic_write_json
-    rows = sorted(rows, key=lambda x: (x["n"], x["d"], BACKENDS.index(x["backend"])))
+    rows = sorted(rows, key=lambda x: (x.get("data", "random") != "random", x["n"], x["d"],
+                                       BACKENDS.index(x["backend"])))
     atomic_write_json(out, {
         "setup": {"k": K, "queries": N_QUERIES, "batch": BATCH, "single_query_budget_s": SINGLE_BUDGET_S,
-                  "data": "random unit vectors (normal, normalised), queries from another seed",
+                  "data": {"random": "unit vectors (normal, normalised), queries from another seed",
+                           "clustered": "identities of 1-50 images (geometric, mean 10) at mean cosine 0.7 "
+                                        "to random centres; queries are new images of enrolled identities"},
                   "faiss_hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH},
                   "milvus_lite": "FLAT / inner product, through faceforge.search.open_gallery('….db')"},
         "machine": machine(), "results": rows})
@@ -167,10 +191,10 @@ def rss_of(pid: int) -> float:
     return 0.0
 
 
-def run_child(backend: str, n: int, d: int, truth: Path, max_rss_gib: float) -> dict:
+def run_child(backend: str, n: int, d: int, kind: str, truth: Path, max_rss_gib: float) -> dict:
     """One backend in its own process, stopped if its resident memory passes the cap (the
     machine has 24 GiB; a swapping or killed machine measures nothing)."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", backend, str(n), str(d), "--truth", str(truth)],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", backend, str(n), str(d), kind, "--truth", str(truth)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0.0
     while proc.poll() is None:
@@ -178,13 +202,13 @@ def run_child(backend: str, n: int, d: int, truth: Path, max_rss_gib: float) -> 
         if peak > max_rss_gib:
             proc.kill()
             proc.wait()
-            return {"backend": backend, "n": n, "d": d,
+            return {"backend": backend, "n": n, "d": d, "data": kind,
                     "error": f"stopped: resident memory passed {max_rss_gib:g} GiB while building or searching"}
         time.sleep(0.2)
     stdout, stderr = proc.communicate()
     if proc.returncode != 0:
         print(stderr[-3000:], file=sys.stderr)
-        return {"backend": backend, "n": n, "d": d, "error": (stderr.strip().splitlines() or ["failed"])[-1]}
+        return {"backend": backend, "n": n, "d": d, "data": kind, "error": (stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(stdout.strip().splitlines()[-1])
 
 
