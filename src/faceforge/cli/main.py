@@ -529,13 +529,17 @@ def demo(output: Path = typer.Option(Path("demo-output"), "-o", "--output"),
     for model, r in res["models"].items():
         out.print(f"[bold]{model}[/bold]: faces in {', '.join(r['faces'])}; no face in {', '.join(r['no_face'])}; "
                   f"correct same/different decisions {r['correct_decisions']}")
+    g = res["gallery"]
+    named = {n: r["identity"] for n, r in g["identified"].items() if isinstance(r, dict)}
+    out.print(f"gallery {g['gallery']} ({g['records']} people): " + ", ".join(f"{n} → {i}" for n, i in named.items()))
     lfw_res = res["lfw"]
     if isinstance(lfw_res, dict):
         out.print(f"LFW ({lfw_res['model']}): {100 * lfw_res['accuracy_mean']:.2f} ± "
                   f"{100 * lfw_res['accuracy_std']:.2f} % over 10 folds, {lfw_res['no_face_found']} images without a detection")
     else:
         out.print(f"LFW {lfw_res}")
-    out.print(f"outputs in {res['output_dir']}/ (verification.json, similarity_*.png, lfw.json, lfw_roc.png)")
+    out.print(f"outputs in {res['output_dir']}/ (verification.json, similarity_*.png, gallery.db, lfw.json, "
+              "lfw_roc.png)")
 
 
 def _run_overrides(device: Optional[str], batch_size: Optional[int], output: Optional[Path]) -> dict:
