@@ -15,6 +15,7 @@ import fcntl
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +25,8 @@ import pyarrow.parquet as pq
 
 from faceforge.core.files import atomic_write, atomic_write_json
 from faceforge.io.embeddings import embedding_matrix
-from faceforge.search.gallery import EXPORT_SCHEMA, Gallery, GalleryError, Hit, Records, register_backend
+from faceforge.search.gallery import (EXPORT_SCHEMA, RECORD_FIELDS, Gallery, GalleryError, Hit, Records,
+                                      register_backend)
 
 INDEXES = ("flat", "hnsw", "ivf")
 HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 128, 200
@@ -97,24 +99,20 @@ class FaissGallery(Gallery):
 
     def _load(self) -> None:
         dim = self.dim or 0
-        tables, ops = [], self._ops()
-        n_parts = 0
+        tables = []
         for part in self._parts():
             try:
-                t = pq.read_table(part)
+                tables.append(pq.read_table(part))
             except (OSError, pa.ArrowException) as exc:
                 raise GalleryError(f"corrupt gallery part: {exc}", part) from None
-            n_parts += 1
-            tables.append(t)
         table = pa.concat_tables(tables) if tables else EXPORT_SCHEMA.empty_table()
-        self._cols = {f: table.column(f).to_pylist() for f in ("key", "file_key", "identity", "path",
-                                                                 "face_index", "quality", "model")}
+        self._cols = {f: table.column(f).to_pylist() for f in RECORD_FIELDS}
         part_of = np.repeat(np.arange(len(tables)), [len(t) for t in tables]) if tables else np.zeros(0, int)
         self._vectors = embedding_matrix(table) if len(table) else np.zeros((0, dim), np.float32)
-        self._n_parts = n_parts
+        self._n_parts = len(tables)
         alive = np.ones(len(table), bool)
         ident = np.array(self._cols["identity"], dtype=object)
-        for op in ops:  # an op applies to the parts written before it
+        for op in self._ops():  # an op applies to the parts written before it
             before = part_of < int(op["parts"])
             if op["op"] == "delete":
                 alive &= ~(before & (ident == op["identity"]))
@@ -135,22 +133,17 @@ class FaissGallery(Gallery):
             os.fsync(fh.fileno())
 
     def _insert(self, records: Records) -> None:
-        model = self.model
-        table = pa.Table.from_pydict({
-            "key": records.keys, "file_key": records.file_key, "identity": records.identity,
-            "path": records.path, "face_index": records.face_index, "quality": records.quality,
-            "model": [model] * len(records), "embedding": list(records.vectors)}, schema=EXPORT_SCHEMA)
+        cols = records.columns(self.model)
+        table = pa.Table.from_pydict({**cols, "embedding": list(records.vectors)}, schema=EXPORT_SCHEMA)
         path = self.folder / "parts" / f"part-{self._n_parts:06d}.parquet"
         with atomic_write(path, "wb") as fh:
             pq.write_table(table, fh)
         self._n_parts += 1
-        for f, v in (("key", records.keys), ("file_key", records.file_key), ("identity", records.identity),
-                     ("path", records.path), ("face_index", records.face_index), ("quality", records.quality),
-                     ("model", [model] * len(records))):
+        for f, v in cols.items():
             self._cols[f].extend(v)
         start = len(self._vectors)
         self._vectors = np.vstack([self._vectors, records.vectors])
-        self._keys.update(records.keys)
+        self._keys.update(cols["key"])
         if self._index is not None and self.index_kind != "ivf":
             self._index.add(self._vectors[start:])
         else:
@@ -193,14 +186,12 @@ class FaissGallery(Gallery):
             if len(allowed) == 0:
                 return [[] for _ in range(len(vectors))]
             sel = faiss.IDSelectorBatch(allowed.astype(np.int64))
-            cls = {"hnsw": faiss.SearchParametersHNSW, "ivf": faiss.SearchParametersIVF}.get(
-                self.index_kind if isinstance(self._index, (faiss.IndexHNSW, faiss.IndexIVF)) else "",
-                faiss.SearchParameters)
-            params = cls(sel=sel)
-            if cls is faiss.SearchParametersHNSW:
-                params.efSearch = HNSW_EF_SEARCH
-            elif cls is faiss.SearchParametersIVF:
-                params.nprobe = IVF_NPROBE
+            if isinstance(self._index, faiss.IndexHNSW):  # per-search parameters replace the index's own
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=HNSW_EF_SEARCH)
+            elif isinstance(self._index, faiss.IndexIVF):
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=IVF_NPROBE)
+            else:
+                params = faiss.SearchParameters(sel=sel)
             self._sel = sel  # FAISS keeps a raw pointer: keep the selector alive
         kk = min(int(k), len(self._vectors))
         scores, idx = self._index.search(np.ascontiguousarray(vectors, np.float32), kk, params=params)
@@ -224,10 +215,7 @@ class FaissGallery(Gallery):
         return n
 
     def identity_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for i in self._cols["identity"]:
-            counts[i] = counts.get(i, 0) + 1
-        return counts
+        return dict(Counter(self._cols["identity"]))
 
     def iter_batches(self, batch_size: int = 4096) -> Iterator[pa.Table]:
         for a in range(0, len(self._vectors), batch_size):

@@ -30,8 +30,9 @@ NO_QUALITY = -1.0  # stored where a record has no quality score (0..100 otherwis
 MAX_TEXT = 4096    # longest identity / path a backend stores
 
 # One record per enrolled face; `key` is unique and derived from path, content and face index,
-# so enrolling the same file twice stores it once.
+# so enrolling the same file twice stores it once. Every backend stores these and a vector.
 RECORD_FIELDS = ("key", "file_key", "identity", "path", "face_index", "quality", "model")
+REMOTE_SCHEMES = ("http://", "https://", "tcp://", "grpc://")  # a Milvus server; FILE.db is Milvus Lite
 
 EXPORT_SCHEMA = pa.schema([
     ("key", pa.string()), ("file_key", pa.string()), ("identity", pa.string()), ("path", pa.string()),
@@ -52,6 +53,11 @@ def _check_text(name: str, value: str) -> None:
 def file_key(path: str, content_hash: str) -> str:
     """The identity of one enrolled file: its path and the hash of its content."""
     return hashlib.sha1(f"{path}\0{content_hash}".encode()).hexdigest()
+
+
+def content_key(path: str, data: bytes) -> str:
+    """file_key for content held in memory (an upload, a decoded image, an embedding)."""
+    return file_key(path, hashlib.sha256(data).hexdigest())
 
 
 def record_key(fkey: str, face_index: int) -> str:
@@ -96,6 +102,12 @@ class Records:
     @property
     def keys(self) -> list[str]:
         return [record_key(f, i) for f, i in zip(self.file_key, self.face_index)]
+
+    def columns(self, model: str) -> dict[str, list]:
+        """The RECORD_FIELDS of every row, as stored."""
+        return {"key": self.keys, "file_key": self.file_key, "identity": self.identity, "path": self.path,
+                "face_index": [int(i) for i in self.face_index], "quality": self.quality,
+                "model": [model] * len(self)}
 
     def __len__(self) -> int:
         return len(self.identity)
@@ -227,8 +239,8 @@ class Gallery(ABC):
 
     def stats(self) -> dict:
         counts = self.identity_counts()
-        return {"uri": self.uri, "backend": type(self).backend, "index": self.index_kind, "model": self.model, "dim": self.dim,
-                "records": int(sum(counts.values())), "identities": len(counts)}
+        return {"uri": self.uri, "backend": type(self).backend, "index": self.index_kind, "model": self.model,
+                "dim": self.dim, "records": int(sum(counts.values())), "identities": len(counts)}
 
     def __enter__(self) -> "Gallery":
         return self
@@ -261,7 +273,7 @@ def backend_for(uri: str) -> str:
     """Which backend a URI names."""
     if uri.startswith("faiss:") or uri.rstrip("/").endswith(".faiss"):
         return "faiss"
-    if uri.startswith(("http://", "https://", "tcp://", "grpc://")) or uri.endswith(".db"):
+    if uri.startswith(REMOTE_SCHEMES) or uri.endswith(".db"):
         return "milvus"
     raise GalleryError("unknown gallery URI: use FILE.db (Milvus Lite), http(s)://HOST:PORT (Milvus server) "
                        "or faiss:DIR / DIR.faiss (FAISS in process)", uri)

@@ -12,14 +12,15 @@ import fcntl
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from faceforge.search.gallery import (EXPORT_SCHEMA, MAX_TEXT, Gallery, GalleryError, Hit, Records,
-                                      register_backend)
+from faceforge.search.gallery import (EXPORT_SCHEMA, MAX_TEXT, RECORD_FIELDS, REMOTE_SCHEMES, Gallery,
+                                      GalleryError, Hit, Records, register_backend)
 
 INDEXES = {
     "flat": ({"index_type": "FLAT", "params": {}}, {}),
@@ -29,6 +30,7 @@ INDEXES = {
 INSERT_BATCH = 2000   # rows per insert call (well under gRPC's message limit at 512-d)
 QUERY_BATCH = 256     # query vectors per search call
 GET_BATCH = 1000      # primary keys per lookup
+STORED = [*RECORD_FIELDS, "vector"]
 
 
 def _chunks(file_keys: list[str], size: int) -> list[tuple[int, int]]:
@@ -101,7 +103,7 @@ class MilvusGallery(Gallery):
             raise GalleryError(f"unknown index '{index}' (choose from {sorted(INDEXES)})")
         self.uri, self.collection, self.index_kind = uri, collection, index
         self._unflushed = False
-        self._local = local = uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        self._local = local = uri.endswith(".db") and not uri.startswith(REMOTE_SCHEMES)
         if local:
             path = Path(uri)
             if path.exists() and not path.is_dir():
@@ -111,7 +113,7 @@ class MilvusGallery(Gallery):
                                    "close it there, or serve it and connect by URI", uri)
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with _quiet("pymilvus", "milvus_lite", "milvus_lite.server_manager"):
+            with _quiet("pymilvus", "milvus_lite"):
                 self.client = MilvusClient(uri=uri, token=token or "")
                 self._meta_cache = self._read_meta()
         except GalleryError:
@@ -162,13 +164,9 @@ class MilvusGallery(Gallery):
 
     # -- records ------------------------------------------------------------------------
     def _insert(self, records: Records) -> None:
-        model = self.model
-        keys = records.keys
+        cols = records.columns(self.model)
         for a, b in _chunks(records.file_key, INSERT_BATCH):
-            rows = [{"key": keys[i], "file_key": records.file_key[i], "identity": records.identity[i],
-                     "path": records.path[i], "face_index": int(records.face_index[i]),
-                     "quality": float(records.quality[i]), "model": model, "vector": records.vectors[i]}
-                    for i in range(a, b)]
+            rows = [{**{f: v[i] for f, v in cols.items()}, "vector": records.vectors[i]} for i in range(a, b)]
             self.client.insert(self.collection, rows)
         self._unflushed = True
 
@@ -215,8 +213,7 @@ class MilvusGallery(Gallery):
         return int(res["delete_count"]) if isinstance(res, dict) else len(res)
 
     def _rename(self, old: str, new: str) -> int:
-        fields = ["key", "file_key", "identity", "path", "face_index", "quality", "model", "vector"]
-        moved = [r for rows in self._iter(f"identity == {_quote(old)}", fields, 1000) for r in rows]
+        moved = [r for rows in self._iter(f"identity == {_quote(old)}", STORED, 1000) for r in rows]
         for a in range(0, len(moved), INSERT_BATCH):
             batch = [{**r, "identity": new, "vector": np.asarray(r["vector"], np.float32)}
                      for r in moved[a:a + INSERT_BATCH]]
@@ -227,18 +224,13 @@ class MilvusGallery(Gallery):
     def identity_counts(self) -> dict[str, int]:
         if self._meta() is None:
             return {}
-        counts: dict[str, int] = {}
-        for rows in self._iter("", ["identity"], 10000):
-            for r in rows:
-                counts[r["identity"]] = counts.get(r["identity"], 0) + 1
-        return counts
+        return dict(Counter(r["identity"] for rows in self._iter("", ["identity"], 10000) for r in rows))
 
     def iter_batches(self, batch_size: int = 4096) -> Iterator[pa.Table]:
         if self._meta() is None:
             return
-        fields = ["key", "file_key", "identity", "path", "face_index", "quality", "model", "vector"]
-        for rows in self._iter("", fields, batch_size):
-            cols = {f: [r[f] for r in rows] for f in fields if f != "vector"}
+        for rows in self._iter("", STORED, batch_size):
+            cols = {f: [r[f] for r in rows] for f in RECORD_FIELDS}
             cols["embedding"] = [np.asarray(r["vector"], np.float32) for r in rows]
             yield pa.Table.from_pydict(cols, schema=EXPORT_SCHEMA)
 
