@@ -14,7 +14,6 @@ YuNet detects once (LFW's no-face policy), embeddings are cached in ~/.cache/fac
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from faceforge.evaluate.identification import TopKDecisions, topk_decisions
 from faceforge.evaluate.lfw import detect_lfw_faces, embed_faces
 from faceforge.models.embedders import create_embedder
 from faceforge.search.decision import decide
-from faceforge.search.gallery import Records, file_key, open_gallery
+from faceforge.search.gallery import Records, content_key, open_gallery
 from faceforge.vision.detectors import create_detector
 from common import machine  # bench/common.py
 
@@ -73,7 +72,7 @@ def run_backend(uri: str, model: str, g_vecs, g_ids, g_paths, probes, p_ids) -> 
     with open_gallery(uri) as g:
         t0 = time.perf_counter()
         rec = Records(list(g_ids), list(g_paths),
-                      [file_key(p, hashlib.sha256(v.tobytes()).hexdigest()) for p, v in zip(g_paths, g_vecs)],
+                      [content_key(p, v.tobytes()) for p, v in zip(g_paths, g_vecs)],
                       [0] * len(g_ids), g_vecs)
         g.add(rec, model)
         enrol_s = time.perf_counter() - t0

@@ -37,10 +37,8 @@ def demo_images() -> dict[str, np.ndarray]:
 def gallery_demo(uri: Path, images: dict[str, np.ndarray], model: str, detector: str, device: str) -> dict:
     """Enrol the two people's original photos into a Milvus Lite gallery, identify every other
     photo against it. Rerunning finds them enrolled already (keys are path + content hash)."""
-    import hashlib
-
     from faceforge.search import Records, identify, open_gallery
-    from faceforge.search.gallery import file_key
+    from faceforge.search.gallery import content_key
 
     pipe = FacePipeline(detector=detector, embedder=model, device=device)
     enrolled = {"astronaut": "Eileen Collins (astronaut)", "cameraman": "cameraman"}
@@ -49,7 +47,7 @@ def gallery_demo(uri: Path, images: dict[str, np.ndarray], model: str, detector:
         for name, who in enrolled.items():
             faces, emb = pipe.embed_image(images[name], select="largest")
             names.append(who), paths.append(f"skimage/{name}"), vecs.append(emb[0])
-            keys.append(file_key(paths[-1], hashlib.sha256(images[name].tobytes()).hexdigest()))
+            keys.append(content_key(paths[-1], images[name].tobytes()))
         added = g.add(Records(names, paths, keys, [0] * len(names), np.stack(vecs)), pipe.embedder.name)
         results = {}
         for name, img in images.items():

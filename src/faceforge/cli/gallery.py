@@ -46,8 +46,7 @@ def enrol(sources: list[Path] = typer.Argument(..., help="folders (identity = su
           min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Parquet rows: keep quality ≥ this"),
           as_json: bool = JsonOpt) -> None:
     """Enrol faces, batched and resumable: files already in the gallery (same path and content) are skipped."""
-    from faceforge.search.enrol import enrol_files, enrol_parquet, folder_identity
-    from faceforge.io.images import list_images
+    from faceforge.search.enrol import enrol_files, enrol_folder, enrol_parquet
     results = []
     with _open(gallery, collection, token, index, device, as_json) as g:
         try:
@@ -57,7 +56,7 @@ def enrol(sources: list[Path] = typer.Argument(..., help="folders (identity = su
                     continue
                 pipe = _pipeline(detector, model, device, batch_size)
                 if src.is_dir():
-                    results.append(enrol_files(g, pipe, list_images(src), folder_identity(src), select))
+                    results.append(enrol_folder(g, pipe, src, select))
                 elif identity is None:
                     raise FaceForgeError("an image given directly needs --identity", src)
                 else:

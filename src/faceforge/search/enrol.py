@@ -15,10 +15,10 @@ import numpy as np
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.progress import progress
-from faceforge.io.embeddings import embedding_matrix, read_embeddings
+from faceforge.io.embeddings import embedding_matrix, face_keys, read_embeddings
 from faceforge.io.images import list_images
 from faceforge.pipeline import FacePipeline, FaceRecord, Select
-from faceforge.search.gallery import NO_QUALITY, Gallery, Records, file_key
+from faceforge.search.gallery import NO_QUALITY, Gallery, Records, content_key, file_key
 
 
 def content_hash(path: str | Path) -> str:
@@ -45,8 +45,7 @@ def enrol_files(gallery: Gallery, pipeline: FacePipeline, files: Iterable[str | 
     killed run keeps every batch it acknowledged; `on_batch(files_done)` follows each."""
     files = [Path(f) for f in files]
     model = pipeline.embedder.name
-    if gallery.model is not None:
-        gallery.check_model(model, gallery.dim)
+    gallery.check_model(model, gallery.dim)  # before any decoding; a new gallery accepts any
     added = already = faces = 0
     skipped: list[dict] = []
     batches = [files[a:a + batch_files] for a in range(0, len(files), batch_files)]
@@ -69,8 +68,7 @@ def enrol_files(gallery: Gallery, pipeline: FacePipeline, files: Iterable[str | 
         if recs:
             records = Records(identity=[identity_of(Path(r.path)) for r in recs], path=[r.path for r in recs],
                               file_key=[keys[r.path] for r in recs], face_index=[r.face_index for r in recs],
-                              vectors=np.stack([r.embedding for r in recs]),
-                              quality=[NO_QUALITY if r.quality is None else float(r.quality) for r in recs])
+                              vectors=np.stack([r.embedding for r in recs]), quality=[r.quality for r in recs])
             faces += len(records)
             added += gallery.add(records, model)
         if on_batch is not None:
@@ -109,6 +107,7 @@ def enrol_parquet(gallery: Gallery, parquet: str | Path, batch_rows: int = 2000,
     vectors = embedding_matrix(table)
     gallery.check_model(model, vectors.shape[1])
     paths = table.column("path").to_pylist()
+    names = face_keys(table)  # path, or path#k for a file's k-th extra face
     fidx = table.column("face_index").to_pylist() if "face_index" in table.column_names else [0] * len(paths)
     has_q = quality_column in table.column_names
     quality = [NO_QUALITY if q is None else float(q) for q in table.column(quality_column).to_pylist()] if has_q \
@@ -123,7 +122,7 @@ def enrol_parquet(gallery: Gallery, parquet: str | Path, batch_rows: int = 2000,
     added = 0
     chunks = [rows[a:a + batch_rows] for a in range(0, len(rows), batch_rows)]
     for chunk in progress(chunks, "enrolling", enabled=show_progress):
-        keys = [file_key(f"{paths[i]}#{fidx[i]}", hashlib.sha256(vectors[i].tobytes()).hexdigest()) for i in chunk]
+        keys = [content_key(names[i], vectors[i].tobytes()) for i in chunk]
         recs = Records(identity=[ident[i] for i in chunk], path=[paths[i] for i in chunk], file_key=keys,
                        face_index=[int(fidx[i]) for i in chunk], vectors=vectors[chunk],
                        quality=[quality[i] for i in chunk])

@@ -27,7 +27,7 @@ from faceforge.core.errors import FaceForgeError, NoFaceError
 from faceforge.io.images import decode_image
 from faceforge.pipeline import FacePipeline
 from faceforge.search.decision import identify
-from faceforge.search.gallery import Gallery, Records, file_key
+from faceforge.search.gallery import Gallery, Records, content_key
 
 MiB = 1 << 20
 
@@ -163,7 +163,8 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
     async def _unexpected(_request: Request, exc: Exception):
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def read_image(upload: UploadFile, field: str) -> np.ndarray:
+    def read_upload(upload: UploadFile, field: str) -> tuple[bytes, np.ndarray]:
+        """The uploaded bytes and the decoded image (dimensions checked from the header first)."""
         data = upload.file.read()
         name = f"{field} ({upload.filename or 'upload'})"
         try:
@@ -175,7 +176,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
             raise ApiError(413, "image_too_large", f"{name}: {w}×{h} exceeds the limit "
                            f"({settings.max_pixels} pixels, {settings.max_side} per side)")
         try:
-            return decode_image(data, name)
+            return data, decode_image(data, name)
         except FaceForgeError as exc:
             raise ApiError(422, "not_an_image", str(exc)) from None
 
@@ -194,7 +195,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
     def verify(a: UploadFile = File(..., description="first photo"),
                b: UploadFile = File(..., description="second photo")) -> VerifyResult:
         """Are the largest faces of two photos the same person?"""
-        ia, ib = read_image(a, "a"), read_image(b, "b")
+        ia, ib = read_upload(a, "a")[1], read_upload(b, "b")[1]
         with lock:
             ea = faces_of(ia, "a", "largest")[1][0]
             eb = faces_of(ib, "b", "largest")[1][0]
@@ -209,7 +210,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
                                                             description="search only records of this quality")
                        ) -> IdentifyResult:
         """Who are the faces in this photo? 'unknown' below the threshold."""
-        img = read_image(image, "image")
+        img = read_upload(image, "image")[1]
         with lock:
             faces, embs = faces_of(img, "image", "all")
             decisions = identify(gallery, embs, k, settings.threshold, min_quality, model)
@@ -221,14 +222,11 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
     def enrol(image: UploadFile = File(..., description="a photo of one person (its largest face is used)"),
               identity: str = Form(..., min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")) -> EnrolResult:
         """Add the largest face of a photo to an identity (the same photo twice is stored once)."""
-        data_hash = hashlib.sha256(image.file.read()).hexdigest()
-        image.file.seek(0)
-        img = read_image(image, "image")
-        path = f"upload/{data_hash[:16]}"
-        fkey = file_key(path, data_hash)
+        data, img = read_upload(image, "image")
+        path = f"upload/{hashlib.sha256(data).hexdigest()[:16]}"
         with lock:
-            faces, embs = faces_of(img, "image", "largest")
-            added = gallery.add(Records([identity], [path], [fkey], [0], embs[:1]), model)
+            embs = faces_of(img, "image", "largest")[1]
+            added = gallery.add(Records([identity], [path], [content_key(path, data)], [0], embs[:1]), model)
         return EnrolResult(identity=identity, faces_added=added, already_enrolled=added == 0)
 
     @app.delete("/identities/{identity}", response_model=DeleteResult, tags=["gallery"],
