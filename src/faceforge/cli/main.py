@@ -531,7 +531,7 @@ def demo(output: Path = typer.Option(Path("demo-output"), "-o", "--output"),
                   f"correct same/different decisions {r['correct_decisions']}")
     g = res["gallery"]
     named = {n: r["identity"] for n, r in g["identified"].items() if isinstance(r, dict)}
-    out.print(f"gallery {g['gallery']} ({g['records']} people): " + ", ".join(f"{n} → {i}" for n, i in named.items()))
+    out.print(f"gallery {g['gallery']} ({g['records']} enrolled faces): " + ", ".join(f"{n} → {i}" for n, i in named.items()))
     lfw_res = res["lfw"]
     if isinstance(lfw_res, dict):
         out.print(f"LFW ({lfw_res['model']}): {100 * lfw_res['accuracy_mean']:.2f} ± "
