@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -78,3 +80,47 @@ def test_list_images(junk_dir, tmp_path):
         list_images(empty)
     with pytest.raises(FaceForgeError, match="not found"):
         list_images(tmp_path / "absent")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of signature, IHDR and IEND only: it claims any size in a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12000, 15000, 40000])
+def test_header_bombs_are_too_large_not_a_crash(side):
+    from faceforge.core.errors import ImageTooLargeError
+    from faceforge.io.images import decode_image, image_size
+    data = _png_header(side, side)
+    assert len(data) < 100
+    if side * side > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow refuses to even open these
+        with pytest.raises(ImageTooLargeError, match="too large"):
+            image_size(data, "bomb.png")
+    else:
+        assert image_size(data, "bomb.png") == (side, side)
+    with pytest.raises(ImageTooLargeError, match="bomb.png"):  # over Pillow's bomb limit: never decoded
+        decode_image(data, "bomb.png")
+    with pytest.raises(ImageReadError, match="corrupt"):       # a plain large header: no pixels follow
+        decode_image(_png_header(9000, 9000), "big.png")
+
+
+def test_every_format_pillow_decodes_is_listed(tmp_path, face_jpg):
+    from faceforge.io.images import IMAGE_EXTENSIONS
+    assert {".gif", ".pgm", ".ppm", ".pbm", ".pnm", ".jpg", ".png", ".tif", ".webp"} <= IMAGE_EXTENSIONS
+    assert not {".txt", ".pdf", ".mp4", ".eps"} & IMAGE_EXTENSIONS
+    im = Image.open(face_jpg)
+    im.convert("L").save(tmp_path / "a.pgm")
+    im.save(tmp_path / "b.gif")
+    im.save(tmp_path / "c.ppm")
+    os.mkfifo(tmp_path / "d.jpg")  # listed, so that reading it gives a reason instead of silence
+    assert [p.name for p in list_images(tmp_path)] == ["a.pgm", "b.gif", "c.ppm", "d.jpg"]
+    for name in ("a.pgm", "b.gif", "c.ppm"):
+        assert load_image(tmp_path / name).shape == (250, 250, 3)
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        load_image(tmp_path / "d.jpg")

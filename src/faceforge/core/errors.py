@@ -8,7 +8,10 @@ class FaceForgeError(Exception):
     """Base class: an error caused by input or configuration, with a readable message."""
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.path = None if path is None else str(path)
+        if path is None:
+            self.path = None
+        else:  # a file name that is not valid UTF-8 still prints (see core.files.path_text)
+            self.path = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         super().__init__(f"{self.path}: {message}" if self.path else message)
         self.reason = message
 
@@ -17,9 +20,23 @@ class ImageReadError(FaceForgeError):
     """The file is missing, empty, truncated, corrupt or not an image."""
 
 
+class FileAccessError(ImageReadError):
+    """The file could not be opened or read (missing, permission denied, not a regular file,
+    an I/O error). Unlike a corrupt image this can change while the file stays the same, so
+    resumable commands try such files again on a rerun."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image's declared dimensions exceed a limit (checked before decoding)."""
+
+
 class NoFaceError(FaceForgeError):
     """The image was read but no face was found in it."""
 
 
 class ModelLoadError(FaceForgeError):
     """Weights are missing, corrupt or do not match the architecture."""
+
+
+class OutputExistsError(FaceForgeError):
+    """The output already exists and is not this command's to extend or replace."""

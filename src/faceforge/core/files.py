@@ -1,21 +1,42 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written file."""
+"""Files: atomic writes (a reader or a crash never sees a half-written file), reading only
+regular files (a FIFO or a device named `.jpg` must not hang a batch), file names as text
+(names that are not valid UTF-8 still get a row), and refusing to clobber outputs."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
+
+from faceforge.core.errors import FileAccessError, OutputExistsError
+
+
+def _umask() -> int:
+    try:  # Linux states it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    """Write to a temporary file beside `path`, fsync, then rename over it. The file gets
+    the permissions a plain open() would give (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -39,3 +60,84 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+_ACCESS_REASONS = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied", errno.EISDIR: "is a directory, not a file",
+                   errno.ENOTDIR: "file not found (a parent is not a folder)",
+                   errno.ELOOP: "too many levels of symbolic links", errno.ENAMETOOLONG: "file name too long"}
+
+
+def _access_error(exc: OSError, path: str | Path) -> FileAccessError:
+    reason = _ACCESS_REASONS.get(exc.errno or -1, f"cannot read: {exc.strerror or exc}")
+    return FileAccessError(reason, path)
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading, or raise FileAccessError naming it. The file is
+    opened without blocking first, so a FIFO or a device is refused instead of waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _access_error(exc, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise FileAccessError("is a directory, not a file", path)
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+                else "a socket" if stat.S_ISSOCK(mode) else "special"
+            raise FileAccessError(f"not a regular file ({kind})", path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of a regular file (see open_regular)."""
+    with open_regular(path) as fh:
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise _access_error(exc, path) from None
+
+
+def path_text(path: str | Path) -> str:
+    """A file name as valid Unicode text, for Parquet, JSON, galleries and messages. Bytes
+    that are not UTF-8 (an old Latin-1 folder, say) become `\\xNN`; text_path undoes it."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_ESCAPED = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def text_path(text: str | Path) -> Path:
+    """The file that path_text named: as written when it exists, else with `\\xNN` read back
+    as the raw bytes of the name."""
+    path = Path(text)
+    if isinstance(text, Path) or "\\x" not in text or path.exists():
+        return path
+    return Path(os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 16)]), os.fsencode(text))))
+
+
+def claim_output(path: str | Path, overwrite: bool = False, folder: bool = False) -> Path:
+    """Make sure writing `path` destroys nothing the user did not ask to replace: an existing
+    file (or, with `folder=True`, a non-empty folder) is refused unless `overwrite`; a folder
+    where a file is wanted, or a file where a folder is wanted, is always refused. Nothing is
+    deleted here: with `overwrite` the command's own atomic writes replace what they write."""
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise OutputExistsError("is a file; the output must be a folder", path)
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise OutputExistsError("the output folder exists and is not empty: choose another output "
+                                    "or pass --overwrite to write into it", path)
+        return path
+    if path.is_dir():
+        raise OutputExistsError("is a folder; the output must be a file path", path)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputExistsError("the output file exists: choose another output or pass --overwrite to "
+                                "replace it", path)
+    return path

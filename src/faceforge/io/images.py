@@ -8,9 +8,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceforge.core.errors import FaceForgeError, ImageReadError
+from faceforge.core.errors import FaceForgeError, ImageReadError, ImageTooLargeError
+from faceforge.core.files import read_regular, text_path
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Formats Pillow registers but cannot decode by itself: identify-only stubs (BUFR, GRIB,
+# HDF5, MPEG), Ghostscript (EPS) and Windows-only metafiles (WMF/EMF).
+_NOT_DECODED = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF"})
+
+
+def _decodable_extensions() -> frozenset[str]:
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and fmt not in _NOT_DECODED)
+
+
+# Every extension this Pillow build can decode: JPEG, PNG, GIF, PGM/PPM/PBM (ORL, Yale),
+# TIFF, WebP, BMP, ... A folder's files with these are read (or skipped with a reason).
+IMAGE_EXTENSIONS = _decodable_extensions()
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -19,16 +33,23 @@ def load_image(path: str | Path) -> np.ndarray:
     Orientation follows the EXIF tag (phones store portraits sideways); grayscale,
     palette, 16-bit and CMYK images are converted, an alpha channel is dropped.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError("file not found", path)
-    if path.is_dir():
-        raise ImageReadError("is a directory, not an image", path)
+    path = text_path(path)
+    return decode_image(read_regular(path), path)
+
+
+def image_size(data: bytes, source: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone, before anything is decoded."""
+    if not data:
+        raise ImageReadError("file is empty", source)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageReadError(f"cannot read: {exc}", path) from None
-    return decode_image(data, path)
+        with warnings.catch_warnings():  # the caller judges the size; the header alone is harmless
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:  # Pillow refuses to open far too large headers
+        raise ImageTooLargeError(f"image too large: {exc}", source) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageReadError("not an image file (unknown format)", source) from None
 
 
 def decode_image(data: bytes, source: str | Path) -> np.ndarray:
@@ -45,7 +66,7 @@ def decode_image(data: bytes, source: str | Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageReadError("not an image file (unknown format)", source) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"image too large: {exc}", source) from None
+        raise ImageTooLargeError(f"image too large: {exc}", source) from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg.lower():
@@ -73,14 +94,16 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """All image files below `root` (by extension), sorted; raise if there are none."""
+    """Everything below `root` named like an image, sorted; raise if there is nothing.
+    Entries that are not regular files (a FIFO, a broken link) are listed too, so that
+    reading them gives a skip record with the reason instead of silence."""
     root = Path(root)
     if not root.exists():
-        raise FaceForgeError("folder not found", root)
-    if root.is_file():
+        raise FaceForgeError("not found", root)
+    if not root.is_dir():
         return [root]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
     if not files:
-        raise FaceForgeError("no image files found (looked for "
-                             + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")", root)
+        raise FaceForgeError(f"no image files found (none of the {len(IMAGE_EXTENSIONS)} extensions Pillow "
+                             "decodes, e.g. .jpg .png .gif .pgm .ppm .tif .webp .bmp)", root)
     return files
