@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from faceforge.cli.main import app
 from faceforge.io.embeddings import embedding_matrix, read_embeddings
 
-from .conftest import LFW, lfw_image
+from .conftest import DATA, LFW, lfw_image
 
 runner = CliRunner()
 
@@ -61,40 +61,191 @@ def _identity_folder(tmp_path: Path, n_people: int = 12, per: int = 4) -> Path:
     return root
 
 
-def _embed_cmd(folder: Path, out: Path) -> list[str]:
+def _embed_cmd(folder: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "faceforge.cli.main", "embed", str(folder), "-o", str(out),
-            "--batch-size", "2", "--checkpoint-every", "2", "--json"]
+            "--batch-size", "1", "--checkpoint-every", "1", "--json", *extra]
 
 
-def test_embed_resumes_after_kill_and_loses_nothing(tmp_path, lfw_root):
-    folder = _identity_folder(tmp_path)
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8junk")
+def _faces(table) -> dict[tuple[str, int], np.ndarray]:
+    return dict(zip(zip(table.column("path").to_pylist(), table.column("face_index").to_pylist()),
+                    embedding_matrix(table)))
+
+
+def _multi_face_folder(tmp_path: Path) -> Path:
+    """One-face LFW photos interleaved with two-face photos (and a large one), so that kills
+    land between files and between the faces of one file."""
+    root = tmp_path / "people"
+    two = [DATA / "small_ids" / "test" / n for n in ("obama_and_biden.jpg", "kit_with_rose.jpg")]
+    singles = [lfw_image(n, k) for n in ("Colin_Powell", "George_W_Bush", "Tony_Blair") for k in (1, 2, 3)]
+    big = next(iter(sorted((DATA / "small_ids" / "train" / "obama").iterdir())))
+    for i, src in enumerate(singles):
+        (root / f"p{i % 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"p{i % 3}" / f"{i:02d}_one.jpg").symlink_to(src)
+        (root / f"p{i % 3}" / f"{i:02d}_two.jpg").symlink_to(two[i % 2])
+    (root / "p0" / "99_large.jpg").symlink_to(big)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8junk")
+    return root
+
+
+@pytest.mark.slow
+def test_embed_killed_again_and_again_loses_no_face(tmp_path, lfw_root):
+    folder = _multi_face_folder(tmp_path)
     clean = tmp_path / "clean.parquet"
     subprocess.run(_embed_cmd(folder, clean), check=True, capture_output=True)
+    expected = _faces(read_embeddings(clean))
+    per_file: dict[str, int] = {}
+    for path, _ in expected:
+        per_file[path] = per_file.get(path, 0) + 1
+    assert max(per_file.values()) >= 2 and sum(n > 1 for n in per_file.values()) >= 9
 
-    out = tmp_path / "killed.parquet"
-    parts = tmp_path / "killed.parquet.parts"
-    proc = subprocess.Popen(_embed_cmd(folder, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 3:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not out.exists(), "the run finished before it could be killed"
-    n_parts = len(list(parts.glob("part-*.parquet")))
-    assert n_parts >= 3
-
-    res = json.loads(subprocess.run(_embed_cmd(folder, out), check=True, capture_output=True, text=True).stdout)
-    assert res["already_done"] >= 2 * 3 // 2  # the finished parts were not redone
-    a, b = read_embeddings(clean), read_embeddings(out)
-    key = lambda t: sorted(zip(t.column("path").to_pylist(), t.column("face_index").to_pylist()))
-    assert key(b) == key(a) and len(set(key(b))) == len(key(b))  # nothing lost, nothing twice
-    order_a = np.argsort(a.column("path").to_pylist())
-    order_b = np.argsort(b.column("path").to_pylist())
-    assert np.allclose(embedding_matrix(a)[order_a], embedding_matrix(b)[order_b], atol=1e-6)
-    assert set(b.column("identity").to_pylist()) == {p.name for p in folder.iterdir() if p.is_dir()}
-    skips = [json.loads(l) for l in (tmp_path / "killed.parquet.skips.jsonl").read_text().splitlines()]
+    out, parts = tmp_path / "killed.parquet", tmp_path / "killed.parquet.parts"
+    rng = np.random.default_rng(0)
+    kills, seen_parts = 0, {}
+    while not out.exists():
+        before = len(list(parts.glob("part-*.parquet")))
+        proc = subprocess.Popen(_embed_cmd(folder, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # every other run dies as soon as a new part appears (right after a checkpoint), the others
+        # a random moment later (anywhere: while decoding, between the faces of a file, ...)
+        wait_after = 0.0 if kills % 2 == 0 else float(rng.uniform(0.0, 0.4))
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and len(list(parts.glob("part-*.parquet"))) <= before:
+            time.sleep(0.005)
+        time.sleep(wait_after)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        for p in parts.glob("part-*.parquet"):
+            seen_parts[p.name] = read_embeddings(p).column("path").to_pylist()
+        assert kills < 40, "no progress between kills"
+    assert kills >= 6
+    for name, paths in seen_parts.items():  # a part only ever holds whole files
+        for path in set(paths):
+            assert paths.count(path) == per_file[path], (name, path)
+    got = _faces(read_embeddings(out))
+    assert sorted(got) == sorted(expected)  # nothing lost, nothing twice, face by face
+    for key, e in expected.items():
+        assert np.allclose(got[key], e, atol=1e-6), key
+    skips = [json.loads(line) for line in (tmp_path / "killed.parquet.skips.jsonl").read_text().splitlines()]
     assert [s["path"].endswith("broken.jpg") for s in skips] == [True]
+
+
+def test_embed_refuses_to_mix_models_and_overwrites_when_asked(tmp_path, face_jpg):
+    folder = tmp_path / "one" / "aaron"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").symlink_to(face_jpg)
+    out = tmp_path / "same.parquet"
+    run("embed", str(tmp_path / "one"), "-o", str(out), "--json")
+    before = out.read_bytes()
+    res = runner.invoke(app, ["embed", str(tmp_path / "one"), "-o", str(out), "--model", "dlib-r29", "--json"])
+    assert res.exit_code == 2 and "'sface'" in json.loads(res.stdout)["error"] and "--overwrite" in res.stdout
+    assert out.read_bytes() == before  # untouched
+    res = run("embed", str(tmp_path / "one"), "-o", str(out), "--model", "dlib-r29", "--overwrite", "--json")
+    assert res["faces_written"] == 1 and read_embeddings(out).column("model").to_pylist() == ["dlib-r29"]
+
+
+def test_embed_names_that_are_not_utf8(tmp_path, face_jpg, two_faces_jpg):
+    root = Path(os.fsdecode(bytes(tmp_path) + b"/latin1"))
+    person = root / os.fsdecode(b"Jos\xe9")                 # a Latin-1 folder name
+    person.mkdir(parents=True)
+    (person / os.fsdecode(b"caf\xe9.jpg")).symlink_to(face_jpg)
+    (person / "b.jpg").symlink_to(two_faces_jpg)
+    out = tmp_path / "e.parquet"
+    res = run("embed", str(root), "-o", str(out), "--json")
+    assert res["faces_written"] == 3 and res["skipped"] == 0
+    t = read_embeddings(out)
+    assert set(t.column("identity").to_pylist()) == {"Jos\\xe9"}
+    assert any(p.endswith("Jos\\xe9/caf\\xe9.jpg") for p in t.column("path").to_pylist())
+    assert run("embed", str(root), "-o", str(out), "--json")["already_done"] == 2  # the rerun finds them
+    from faceforge.core.files import text_path
+    stored = next(p for p in t.column("path").to_pylist() if "caf" in p)
+    assert text_path(stored).read_bytes() == face_jpg.read_bytes()  # the text leads back to the file
+
+
+def test_embed_reads_pgm_gif_and_ppm_folders(tmp_path):
+    from PIL import Image
+    root = tmp_path / "orl"
+    for i, (name, fmt) in enumerate((("Colin_Powell", "pgm"), ("George_W_Bush", "gif"), ("Tony_Blair", "ppm"))):
+        (root / name).mkdir(parents=True)
+        im = Image.open(lfw_image(name, 1))
+        (im.convert("L") if fmt == "pgm" else im).save(root / name / f"1.{fmt}")
+    res = run("embed", str(root), "-o", str(tmp_path / "e.parquet"), "--select", "central", "--json")
+    assert res["files"] == 3 and res["faces_written"] == 3 and res["skipped"] == 0
+    only_pgm = root / "Colin_Powell"
+    assert run("embed", str(only_pgm), "-o", str(tmp_path / "p.parquet"), "--select", "central",
+               "--json")["faces_written"] == 1
+
+
+def _without_file_permission_override() -> list[str]:
+    """A command prefix under which chmod 000 really denies reading (root ignores it)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_embed_retries_skips_that_may_succeed_now(tmp_path, face_jpg):
+    prefix = _without_file_permission_override()
+    root = tmp_path / "people"
+    (root / "a").mkdir(parents=True)
+    locked, changed = root / "a" / "locked.jpg", root / "a" / "changed.jpg"
+    locked.write_bytes(face_jpg.read_bytes())
+    changed.write_bytes(b"\xff\xd8 not yet a photo")
+    locked.chmod(0)
+    out = tmp_path / "e.parquet"
+    first = json.loads(subprocess.run(prefix + _embed_cmd(root, out), check=True, capture_output=True,
+                                      text=True).stdout)
+    assert first["skipped"] == 2 and first["faces_written"] == 0
+    reasons = {Path(s["path"]).name: s for s in map(json.loads, Path(first["skip_log"]).read_text().splitlines())}
+    assert reasons["locked.jpg"]["kind"] == "unreadable" and "permission denied" in reasons["locked.jpg"]["reason"]
+    locked.chmod(0o644)                           # access granted
+    changed.write_bytes(face_jpg.read_bytes())    # the file was fixed
+    again = json.loads(subprocess.run(prefix + _embed_cmd(root, out), check=True, capture_output=True,
+                                      text=True).stdout)
+    assert again["new_files"] == 2 and again["faces_written"] == 2 and again["skipped"] == 0
+    assert len(read_embeddings(out)) == 2
+    assert Path(again["skip_log"]).read_text() == ""  # nothing is skipped any more
+
+
+def test_embed_interrupted_says_how_to_resume(tmp_path, lfw_root):
+    folder = _identity_folder(tmp_path, n_people=6, per=4)
+    out, parts = tmp_path / "e.parquet", tmp_path / "e.parquet.parts"
+    proc = subprocess.Popen(_embed_cmd(folder, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts.glob("part-*.parquet")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr and "rerun the same command" in stderr
+    res = json.loads(subprocess.run(_embed_cmd(folder, out), check=True, capture_output=True, text=True).stdout)
+    t = read_embeddings(out)
+    keys = list(zip(t.column("path").to_pylist(), t.column("face_index").to_pylist()))
+    assert res["already_done"] >= 1 and len({p for p, _ in keys}) == 24 and len(set(keys)) == len(keys)
+
+
+def test_detect_reports_each_file_and_fails_only_when_all_do(tmp_path, face_jpg):
+    prefix = _without_file_permission_override()
+    hidden = tmp_path / "private"
+    hidden.mkdir()
+    (hidden / "a.jpg").write_bytes(face_jpg.read_bytes())
+    hidden.chmod(0)  # even asking whether a.jpg exists is denied
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "faceforge.cli.main", "detect", "--json"]
+    try:
+        res = subprocess.run(prefix + cmd + [str(hidden / "a.jpg"), str(fifo), str(face_jpg)], capture_output=True,
+                             text=True, timeout=120)  # a FIFO must not hang it
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out[0]["error"] == "permission denied" and "not a regular file" in out[1]["error"]
+        assert len(out[2]["faces"]) == 1
+        res = subprocess.run(prefix + cmd + [str(hidden / "a.jpg"), str(fifo)], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2 and all("error" in r for r in json.loads(res.stdout))
+    finally:
+        hidden.chmod(0o755)
 
 
 def test_embed_empty_folder_is_a_clear_error(tmp_path):

@@ -12,7 +12,8 @@ from typing import Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
-from faceforge.core.errors import FaceForgeError, NoFaceError
+from faceforge.core.errors import FaceForgeError, FileAccessError, NoFaceError
+from faceforge.core.files import path_text
 from faceforge.io.images import load_image
 from faceforge.models.embedders import Embedder, create_embedder
 from faceforge.vision.align import landmarks_plausible
@@ -40,7 +41,7 @@ class Skip:
 
     path: str
     reason: str
-    kind: str = "error"  # error | no_face | implausible_landmarks
+    kind: str = "error"  # error | unreadable | no_face | implausible_landmarks
 
     def to_dict(self) -> dict:
         return {"path": self.path, "kind": self.kind, "reason": self.reason}
@@ -88,15 +89,33 @@ class FacePipeline:
             np.zeros((0, self.embedder.spec.size, self.embedder.spec.size, 3), np.uint8)
         return self.embedder.embed_crops(crops)
 
+    def usable_faces(self, image: np.ndarray, select: Select = "all") -> list[Face]:
+        """Detected faces, the selected ones, with plausible landmarks (when checked)."""
+        faces = self.select(self.detect(image), image.shape, select)
+        return [f for f in faces if landmarks_plausible(f.landmarks)] if self.check_landmarks else faces
+
+    def embed_images(self, images: Sequence[np.ndarray], select: Select = "all"
+                     ) -> list[tuple[list[Face], np.ndarray] | None]:
+        """embed_image for several images, their crops embedded in one batch; None for an
+        image without a usable face."""
+        found = [self.usable_faces(im, select) for im in images]
+        crops = [self.embedder.align(im, f) for im, faces in zip(images, found) for f in faces]
+        size = self.embedder.spec.size
+        embs = self.embedder.embed_crops(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
+        out: list[tuple[list[Face], np.ndarray] | None] = []
+        start = 0
+        for faces in found:
+            out.append((faces, embs[start:start + len(faces)]) if faces else None)
+            start += len(faces)
+        return out
+
     def embed_image(self, image: np.ndarray, select: Select = "all") -> tuple[list[Face], np.ndarray]:
         """Detect, keep the selected faces with plausible landmarks, embed them.
         Raises NoFaceError when nothing usable is found."""
-        faces = self.select(self.detect(image), image.shape, select)
-        if self.check_landmarks:
-            faces = [f for f in faces if landmarks_plausible(f.landmarks)]
-        if not faces:
+        res = self.embed_images([image], select)[0]
+        if res is None:
             raise NoFaceError("no face found")
-        return faces, self.embed_faces(image, faces)
+        return res
 
     def embed_file(self, path: str | Path, select: Select = "all") -> tuple[list[Face], np.ndarray]:
         try:
@@ -105,7 +124,10 @@ class FacePipeline:
             raise NoFaceError("no face found", path) from None
 
     def process_files(self, paths: Iterable[str | Path], select: Select = "all") -> Iterator[FaceRecord | Skip]:
-        """Yield a FaceRecord per embedded face, or one Skip per unusable file.
+        """Yield a FaceRecord per embedded face, or one Skip per unusable file; a file's
+        records come one after another. Records name files by `path_text` (valid Unicode
+        even when the file name is not UTF-8). A Skip of kind `unreadable` (permission, I/O,
+        not a regular file) may succeed later; the other kinds depend on the content.
 
         Crops of several files are embedded together (batch_size crops at a time).
         """
@@ -124,13 +146,13 @@ class FacePipeline:
                                  quality=None if q is None else int(q))
             pending.clear()
 
-        for path in paths:
-            path = str(path)
+        for file in paths:
+            path = path_text(file)
             try:
-                image = load_image(path)
+                image = load_image(file)
                 faces = self.select(self.detect(image), image.shape, select)
             except FaceForgeError as exc:
-                yield Skip(path, exc.reason, "error")
+                yield Skip(path, exc.reason, "unreadable" if isinstance(exc, FileAccessError) else "error")
                 continue
             if not faces:
                 yield Skip(path, "no face found", "no_face")
@@ -147,26 +169,28 @@ class FacePipeline:
 
 
 def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path, select: Select = "all",
-                 checkpoint_every: int = 256, show_progress: bool | None = None) -> dict:
+                 checkpoint_every: int = 256, show_progress: bool | None = None, overwrite: bool = False) -> dict:
     """Embed every face of every image under `folder` into an embeddings Parquet. Resumable:
-    files already written (or logged as skipped) by an interrupted run are not redone.
-    The identity of an image is its first sub-folder under `folder`. With a scorer on the
-    pipeline each row also gets a `quality` (0..100)."""
+    files already written (or skipped, unchanged, for a reason that still holds) by an
+    interrupted run are not redone. An output holding another model's or detector's rows is
+    refused unless `overwrite`. The identity of an image is its first sub-folder under
+    `folder`. With a scorer on the pipeline each row also gets a `quality` (0..100)."""
     from faceforge.core.progress import progress
     from faceforge.io.embeddings import EmbeddingWriter
     from faceforge.io.images import list_images
 
     folder = Path(folder)
     files = list_images(folder)
-    writer = EmbeddingWriter(output, chunk_size=checkpoint_every, quality=pipeline.scorer is not None)
-    todo = [f for f in files if str(f) not in writer.done]
+    writer = EmbeddingWriter(output, chunk_size=checkpoint_every, quality=pipeline.scorer is not None,
+                             model=pipeline.embedder.name, detector=pipeline.detector.name, overwrite=overwrite)
+    todo = [f for f in files if not writer.is_done(f)]
     n_faces = n_skips = 0
     root = folder if folder.is_dir() else folder.parent
     with writer:
         for rec in progress(pipeline.process_files(todo, select=select), "embedding", total=len(todo),
                             enabled=show_progress):
             if isinstance(rec, FaceRecord):
-                rel = Path(rec.path).relative_to(root)
+                rel = Path(rec.path).relative_to(path_text(root))
                 writer.add({
                     "path": rec.path, "identity": rel.parts[0] if len(rel.parts) > 1 else "",
                     "face_index": rec.face_index, "box": rec.face.box.tolist(),

@@ -122,7 +122,9 @@ def test_cli_computes_then_reuses_features(ijb, tmp_path):
             "--features", str(tmp_path / "f.npz"), "--out", str(tmp_path / "res"), "--json"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    again = runner.invoke(app, args)  # reads f.npz instead of embedding
+    refused = runner.invoke(app, args)  # the results are there: not replaced without asking
+    assert refused.exit_code == 2 and "--overwrite" in json.loads(refused.stdout)["error"]
+    again = runner.invoke(app, args + ["--overwrite"])  # reads f.npz instead of embedding
     res = json.loads(first.stdout)
     assert json.loads(again.stdout)["modes"] == res["modes"]
     ref, _ = evaluate_ijb(proto, raw, raw_flip, modes=("N0D0F0", "N0D0F1"), fprs=(0.1,))

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from faceforge.core.errors import FaceForgeError
+from faceforge.core.errors import FaceForgeError, OutputExistsError
 from faceforge.io.embeddings import EmbeddingWriter, embedding_matrix, read_embeddings
 
 
@@ -18,10 +20,12 @@ def test_interrupted_writer_keeps_finished_parts_and_resumes(tmp_path):
     for i in range(5):
         w.add(row(f"f{i}"))
     w.add_skip({"path": "bad.jpg", "kind": "error", "reason": "corrupt"})
-    # simulated kill: no close(); rows 0-3 were flushed in two parts, row 4 was pending
+    # simulated kill: no close(). A part is written when a new file begins after 2 rows of
+    # finished files: f0 f1 at f2, f2 f3 at f4; f4 (more of its faces could follow) is pending.
     del w
     w2 = EmbeddingWriter(out, chunk_size=2)
-    assert w2.done == {"f0", "f1", "f2", "f3", "bad.jpg"}
+    assert w2.embedded == {"f0", "f1", "f2", "f3"}
+    assert [f for f in ("f0", "f3", "f4", "bad.jpg") if w2.is_done(f)] == ["f0", "f3", "bad.jpg"]
     for i in range(4, 7):
         w2.add(row(f"f{i}"))
     table = w2.close()
@@ -30,8 +34,62 @@ def test_interrupted_writer_keeps_finished_parts_and_resumes(tmp_path):
     assert embedding_matrix(read_embeddings(out)).shape == (7, 8)
     # a third run adds nothing twice
     w3 = EmbeddingWriter(out)
-    assert {f"f{i}" for i in range(7)} <= w3.done
+    assert all(w3.is_done(f"f{i}") for i in range(7))
     assert w3.close().num_rows == 7
+
+
+def test_a_part_never_splits_a_file(tmp_path):
+    out = tmp_path / "emb.parquet"
+    w = EmbeddingWriter(out, chunk_size=1)
+    sequence = [("one", 0), ("two", 0), ("two", 1), ("three", 0), ("three", 1), ("three", 2), ("four", 0)]
+    for path, k in sequence:
+        w.add(row(path, k))
+    del w  # killed: every part holds whole files; the last file is not in any part
+    parts = [pq.read_table(p).to_pydict() for p in sorted((tmp_path / "emb.parquet.parts").glob("part-*"))]
+    assert [list(zip(p["path"], p["face_index"])) for p in parts] == \
+        [[("one", 0)], [("two", 0), ("two", 1)], [("three", 0), ("three", 1), ("three", 2)]]
+    w = EmbeddingWriter(out, chunk_size=1)
+    assert w.embedded == {"one", "two", "three"} and not w.is_done("four")
+    with pytest.raises(FaceForgeError, match="already written"):
+        w.add(row("two", 2))  # a file's rows come together
+
+
+def test_skips_are_retried_when_they_may_succeed(tmp_path):
+    out = tmp_path / "emb.parquet"
+    bad, locked = tmp_path / "bad.jpg", tmp_path / "locked.jpg"
+    bad.write_bytes(b"not an image")
+    locked.write_bytes(b"x")
+    with EmbeddingWriter(out) as w:
+        w.add(row("good"))
+        w.add_skip({"path": str(bad), "kind": "error", "reason": "corrupt"})
+        w.add_skip({"path": str(locked), "kind": "unreadable", "reason": "permission denied"})
+    w = EmbeddingWriter(out)
+    assert w.is_done(str(bad))          # same content: the same failure
+    assert not w.is_done(str(locked))   # access may have been granted since
+    bad.write_bytes(b"replaced by a real photo")
+    assert not w.is_done(str(bad))      # changed since it was skipped
+    w.add(row(str(bad)))
+    w.close()
+    lines = (tmp_path / "emb.parquet.skips.jsonl").read_text().splitlines()
+    assert [json.loads(line)["path"] for line in lines] == [str(locked)]  # the log keeps what is still skipped
+
+
+def test_output_of_another_model_is_refused(tmp_path):
+    out = tmp_path / "emb.parquet"
+    with EmbeddingWriter(out, model="m", detector="yunet") as w:
+        w.add(row("a"))
+    with pytest.raises(OutputExistsError, match="model 'm'.*--overwrite"):
+        EmbeddingWriter(out, model="other", detector="yunet")
+    with pytest.raises(OutputExistsError, match="detector 'yunet'"):
+        EmbeddingWriter(out, model="m", detector="mtcnn")
+    with EmbeddingWriter(out, model="m", detector="yunet") as w:  # ours: resumes
+        assert w.is_done("a")
+    with EmbeddingWriter(out, model="other", overwrite=True) as w:
+        assert not w.is_done("a")
+        w.add({**row("b"), "model": "other"})
+    assert read_embeddings(out).column("model").to_pylist() == ["other"]
+    with pytest.raises(OutputExistsError, match="is a folder"):
+        EmbeddingWriter(tmp_path)
 
 
 def test_read_embeddings_errors(tmp_path):

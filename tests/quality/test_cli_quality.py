@@ -63,7 +63,7 @@ def test_quality_train_score_filter(faces, tmp_path):
     assert b["kept"] == int((blur >= 50).sum()) and Path(b["sheet"]).is_file()
     # errors name the problem
     res = runner.invoke(app, ["quality", "score", str(faces), "-o", str(scored), "-e", str(est), "--json"])
-    assert res.exit_code == 2 and "output exists" in json.loads(res.stdout)["error"]
+    assert res.exit_code == 2 and "output file exists" in json.loads(res.stdout)["error"]
     res = runner.invoke(app, ["quality", "score", str(scored), "-o", str(tmp_path / "x.parquet"),
                               "-e", str(tmp_path / "nope"), "--json"])
     assert res.exit_code == 2 and "not found" in json.loads(res.stdout)["error"]

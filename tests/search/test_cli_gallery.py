@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -78,6 +79,42 @@ def test_refusals(people, tmp_path):
     assert "--identity" in res["error"]
     res = run("gallery", "stats", "-g", str(tmp_path / "g.sqlite"), "--json", ok=False)
     assert "unknown gallery URI" in res["error"]
+
+
+def test_export_never_clobbers(people, tmp_path):
+    g = str(tmp_path / "g.db")
+    run("gallery", "enrol", str(people / "obama"), "-g", g, "--json")
+    precious = tmp_path / "embeddings.parquet"
+    precious.write_bytes(b"481 rows of someone's embeddings")
+    res = run("gallery", "export", str(precious), "-g", g, "--json", ok=False)
+    assert "exists" in res["error"] and "--overwrite" in res["error"]
+    assert precious.read_bytes() == b"481 rows of someone's embeddings"
+    n = run("gallery", "stats", "-g", g, "--json")["records"]
+    assert run("gallery", "export", str(precious), "-g", g, "--overwrite", "--json")["records"] == n
+    assert pq.read_table(precious).num_rows == n
+    res = run("gallery", "export", g, "-g", g, "--overwrite", "--json", ok=False)  # its own folder
+    assert "is a folder" in res["error"]
+
+
+def test_enrol_odd_files_and_names(tmp_path, people):
+    import os
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    g = str(tmp_path / "g.db")
+    res = run("gallery", "enrol", str(fifo), "--identity", "x", "-g", g, "--json")  # must not hang
+    assert res["enrolled"][0]["skipped"][0]["reason"] == "not a regular file (a FIFO)"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run("gallery", "enrol", str(empty), "-g", str(tmp_path / "new.db"), "--json", ok=False)
+    assert "no image files" in res["error"] and not (tmp_path / "new.db").exists()  # nothing left behind
+    latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/latin1"))
+    (latin1 / os.fsdecode(b"Jos\xe9")).mkdir(parents=True)
+    src = sorted((people / "obama").iterdir())[0]
+    shutil.copy(src, latin1 / os.fsdecode(b"Jos\xe9") / os.fsdecode(b"caf\xe9.jpg"))
+    res = run("gallery", "enrol", str(latin1), "-g", g, "--json")
+    assert res["enrolled"][0]["faces_added"] == 1 and res["gallery"]["records"] == 1
+    assert run("gallery", "enrol", str(latin1), "-g", g, "--json")["enrolled"][0]["already_enrolled"] == 1
+    assert "Jos\\xe9" in run("gallery", "stats", "-g", g, "--json")["largest"]
 
 
 def test_threshold_from_eval_json(tmp_path):

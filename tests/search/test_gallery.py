@@ -199,3 +199,22 @@ def test_index_kind_is_kept(tmp_path, uri):
         g.add(records(10), "m")
     with open_gallery(uri.format(d=tmp_path)) as g:  # opened without naming one
         assert g.index_kind == "hnsw"
+
+
+NAMES = ["a/b", "../../etc/passwd", "100%", "it's \"quoted\"", 'x" or identity != "', "back\\slash", "tab\there",
+         "nul\x00byte", "bell\x07", "名前 🙂", "x" * 256]
+
+
+def test_identity_names_are_data(gallery_spec):
+    """Any text is an identity: stored, counted, renamed and deleted exactly, never parsed."""
+    n = len(NAMES)
+    rec = Records(identity=NAMES, path=[f"p/{i}.jpg" for i in range(n)], file_key=[f"k{i}" for i in range(n)],
+                  face_index=[0] * n, vectors=np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32))
+    with open_gallery(**gallery_spec) as g:
+        g.add(rec, "m")
+        g.add(records(5, d=8, ids=1, prefix="other"), "m")  # person_0: must be left alone throughout
+        assert g.identity_counts() == {**{name: 1 for name in NAMES}, "person_0": 5}
+        assert g.rename_identity("a/b", "c\x00/d") == 1
+        for name in ["c\x00/d", *NAMES[1:]]:
+            assert g.delete_identity(name) == 1, repr(name)
+        assert g.identity_counts() == {"person_0": 5}

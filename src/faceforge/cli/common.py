@@ -2,9 +2,12 @@
 the pipeline built once per set of options."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+from pathlib import Path
+from typing import Iterator
 
 import typer
 from rich.console import Console
@@ -17,6 +20,7 @@ ModelOpt = typer.Option("sface", "--model", "-m", help="sface | dlib-r29 | onnx:
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 BatchOpt = typer.Option(32, "--batch-size", "-b", min=1, help="faces per forward pass")
 JsonOpt = typer.Option(False, "--json", help="print JSON to stdout")
+OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output instead of refusing")
 # train / bn-finetune: replace the config's value when given
 RunDeviceOpt = typer.Option(None, "--device", help="overrides the config")
 RunBatchOpt = typer.Option(None, "--batch-size", help="overrides the config")
@@ -34,6 +38,29 @@ def _fail(exc: Exception, as_json: bool) -> None:
     else:
         err.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(2)
+
+
+def claim(as_json: bool, overwrite: bool, *outputs: Path | None) -> None:
+    """Before any work: stop (exit 2) if an output file exists and --overwrite was not given."""
+    from faceforge.core.errors import FaceForgeError
+    from faceforge.core.files import claim_output
+    try:
+        for path in outputs:
+            if path is not None:
+                claim_output(path, overwrite)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+
+
+@contextlib.contextmanager
+def interrupted_hint(output: Path | str) -> Iterator[None]:
+    """Ctrl-C during resumable work: say that nothing is lost and how to go on (exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"\n[yellow]interrupted[/yellow] — finished work is kept in {output}; rerun the same command "
+                  "to resume", soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 @functools.lru_cache(maxsize=1)

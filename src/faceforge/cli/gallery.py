@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
-from faceforge.cli.common import BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, _emit, _fail, _pipeline, err, out
+from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, OverwriteOpt, _emit, _fail, _pipeline,
+                                  err, out)
 from faceforge.core.errors import FaceForgeError
 
 gallery_app = typer.Typer(help="Galleries of enrolled faces: Milvus Lite file (default), Milvus server, or FAISS.",
@@ -46,7 +47,14 @@ def enrol(sources: list[Path] = typer.Argument(..., help="folders (identity = su
           min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Parquet rows: keep quality ≥ this"),
           as_json: bool = JsonOpt) -> None:
     """Enrol faces, batched and resumable: files already in the gallery (same path and content) are skipped."""
+    from faceforge.io.images import list_images
     from faceforge.search.enrol import enrol_files, enrol_folder, enrol_parquet
+    try:  # a source with nothing to enrol is refused before a new gallery is created for it
+        for src in sources:
+            if src.suffix != ".parquet":
+                list_images(src)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
     results = []
     with _open(gallery, collection, token, index, device, as_json) as g:
         try:
@@ -160,10 +168,14 @@ def stats(gallery: str = GalleryOpt, collection: str = CollectionOpt, token: str
 @gallery_app.command("export")
 def export(output: Path = typer.Argument(..., help="output .parquet (key, identity, path, quality, model, embedding)"),
            gallery: str = GalleryOpt, collection: str = CollectionOpt, token: str = TokenOpt,
-           as_json: bool = JsonOpt) -> None:
+           overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Write every record with its vector to Parquet (readable by faceforge eval / curate)."""
-    from faceforge.core.files import atomic_write
+    from faceforge.core.files import atomic_write, claim_output
     from faceforge.search.gallery import EXPORT_SCHEMA
+    try:
+        claim_output(output, overwrite)
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
     with _open(gallery, collection, token, "flat", "cpu", as_json) as g:
         tables = list(g.iter_batches())
     table = pa.concat_tables(tables) if tables else EXPORT_SCHEMA.empty_table()

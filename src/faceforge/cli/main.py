@@ -12,8 +12,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, RunBatchOpt,
-                                  RunDeviceOpt, RunOutputOpt, _emit, _fail, _pipeline, err, out)
+from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, OverwriteOpt, RunBatchOpt,
+                                  RunDeviceOpt, RunOutputOpt, _emit, _fail, _pipeline, claim, err, interrupted_hint,
+                                  out)
 from faceforge.cli.gallery import gallery_app
 from faceforge.cli.serve import serve
 from faceforge.core.errors import FaceForgeError
@@ -51,6 +52,7 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
            score_threshold: Optional[float] = typer.Option(None, "--score-threshold"),
            as_json: bool = JsonOpt) -> None:
     """Detect faces and their five landmarks."""
+    from faceforge.core.files import path_text
     from faceforge.io.images import load_image
     from faceforge.vision.detectors import create_detector
     kw = {"largest_only": largest, "min_face_size": min_face_size, "device": device}
@@ -61,23 +63,27 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
     except FaceForgeError as exc:
         _fail(exc, as_json)
     results = []
-    for path in images:
+    for path in images:  # one bad path is reported with the others, never stops them
         try:
             img = load_image(path)
             faces = det.detect(img)
-            results.append({"path": str(path), "faces": [f.to_dict() for f in faces]})
+            results.append({"path": path_text(path), "faces": [f.to_dict() for f in faces]})
         except FaceForgeError as exc:
-            results.append({"path": str(path), "error": exc.reason})
+            results.append({"path": path_text(path), "error": exc.reason})
     if as_json:
         _emit(results, True)
-        return
-    for r in results:
-        if "error" in r:
-            err.print(f"[yellow]skip[/yellow] {r['path']}: {r['error']}")
-            continue
-        out.print(f"{r['path']}: {len(r['faces'])} face(s)")
-        for f in r["faces"]:
-            out.print(f"  box={f['box']} score={f['score']}")
+    else:
+        for r in results:
+            if "error" in r:
+                err.print(f"[yellow]skip[/yellow] {r['path']}: {r['error']}")
+                continue
+            out.print(f"{r['path']}: {len(r['faces'])} face(s)")
+            for f in r["faces"]:
+                out.print(f"  box={f['box']} score={f['score']}")
+    if all("error" in r for r in results):
+        if not as_json:
+            err.print("[red]error:[/red] no file could be read")
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -113,12 +119,13 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
           select: str = typer.Option("all", "--select", help="all | largest | central"),
           checkpoint_every: int = typer.Option(256, "--checkpoint-every", min=1,
                                                help="faces per crash-safe part file"),
-          as_json: bool = JsonOpt) -> None:
+          overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Embed every face in a folder into Parquet. Resumable: a rerun skips done files."""
     from faceforge.pipeline import embed_folder
     try:
-        res = embed_folder(_pipeline(detector, model, device, batch_size, flip), folder, output, select,
-                           checkpoint_every)
+        with interrupted_hint(output):
+            res = embed_folder(_pipeline(detector, model, device, batch_size, flip), folder, output, select,
+                               checkpoint_every, overwrite=overwrite)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -133,8 +140,9 @@ def similarity(folder: Path, output: Path = typer.Option(..., "-o", "--output", 
                detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
                batch_size: int = BatchOpt,
                select: str = typer.Option("all", "--select", help="all | largest | central"),
-               as_json: bool = JsonOpt) -> None:
+               overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Similarity matrix of all faces in a folder, sorted by name."""
+    claim(as_json, overwrite, output)
     from faceforge.evaluate.plots import plot_similarity
     from faceforge.io.images import list_images
     from faceforge.pipeline import FaceRecord
@@ -169,8 +177,10 @@ def eval_lfw(root: Optional[Path] = typer.Option(None, "--root", help="LFW folde
              batch_size: int = BatchOpt, flip: bool = typer.Option(False, "--flip"),
              folds: Optional[int] = typer.Option(None, "--folds", min=2, help="use only the first K folds"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here"),
-             roc_png: Optional[Path] = typer.Option(None, "--roc", help="write the ROC plot here")) -> None:
+             roc_png: Optional[Path] = typer.Option(None, "--roc", help="write the ROC plot here"),
+             overwrite: bool = OverwriteOpt) -> None:
     """LFW 10-fold verification accuracy (mean ± std), TPR at FPR, ROC."""
+    claim(False, overwrite, json_out, roc_png)
     from faceforge.core.data import lfw_dir
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.lfw import evaluate_lfw
@@ -251,8 +261,9 @@ def eval_verify(embeddings: Path = typer.Argument(..., help="embeddings .parquet
                 fpr: Optional[list[float]] = FprOpt, out_dir: Optional[Path] = OutOpt,
                 name: Optional[str] = typer.Option(None, "--name", help="method name in tables and plots"),
                 detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
-                batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+                batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """1:1 verification: TPR at FPR with thresholds, EER, AUC, ROC and score distributions."""
+    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
     from faceforge.evaluate.outputs import json_ready, write_verification
     from faceforge.evaluate.verification import all_pairs_scores, verification_report
     try:
@@ -290,8 +301,9 @@ def eval_ijbc(root: Path = typer.Argument(..., help="folder with loose_crop/ and
                                                       "exists, else computed and written there"),
               fpr: Optional[list[float]] = FprOpt, out_dir: Optional[Path] = OutOpt,
               model: str = ModelOpt, device: str = DeviceOpt, batch_size: int = BatchOpt,
-              as_json: bool = JsonOpt) -> None:
+              overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """IJB-C 1:1 template verification: media then template pooling, N/D/F modes."""
+    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
     from faceforge.core.files import atomic_write, atomic_write_json
     from faceforge.evaluate.ijbc import MODES, embed_ijb, evaluate_ijb, read_ijb
     from faceforge.evaluate.outputs import json_ready, write_tpr_table
@@ -341,8 +353,10 @@ def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .
                fpir: Optional[list[float]] = typer.Option(None, "--fpir", help="target FPIRs / FPRs (repeatable)"),
                max_rank: int = typer.Option(20, "--max-rank", min=1),
                out_dir: Optional[Path] = OutOpt, detector: str = DetectorOpt, model: str = ModelOpt,
-               device: str = DeviceOpt, batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+               device: str = DeviceOpt, batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt,
+               as_json: bool = JsonOpt) -> None:
     """Identification: open-set 1:N against a gallery, and/or the rate with distractors."""
+    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.identification import identification_with_distractors, open_set_identification
     from faceforge.evaluate.outputs import json_ready
@@ -402,8 +416,10 @@ def eval_topk(queries: Path = typer.Argument(..., help="query embeddings .parque
               target_precision: float = typer.Option(0.99, "--target-precision",
                                                      help="also report the threshold reaching this precision"),
               out_dir: Optional[Path] = OutOpt, detector: str = DetectorOpt, model: str = ModelOpt,
-              device: str = DeviceOpt, batch_size: int = BatchOpt, as_json: bool = JsonOpt) -> None:
+              device: str = DeviceOpt, batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt,
+              as_json: bool = JsonOpt) -> None:
     """Top-K majority-vote decisions: precision and recall, and the threshold for a target precision."""
+    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.identification import topk_decisions
     from faceforge.evaluate.outputs import json_ready
@@ -446,8 +462,9 @@ def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet wi
              pairs: Optional[Path] = typer.Option(None, "--pairs", help="pair list; default every pair"),
              fmr: Optional[list[float]] = typer.Option(None, "--fmr", help="FMRs fixing the threshold "
                                                        "(repeatable; default 1e-3 and 1e-4)"),
-             out_dir: Optional[Path] = OutOpt, as_json: bool = JsonOpt) -> None:
+             out_dir: Optional[Path] = OutOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Error versus reject: FNMR as the lowest-quality pairs are discarded, with pAUC."""
+    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.erc import error_vs_reject
     from faceforge.evaluate.inputs import load_embedding_set
@@ -642,8 +659,9 @@ def split(root: Path = typer.Argument(..., help="aligned dataset: ROOT/<identity
           min_images: int = typer.Option(1, "--min-images"),
           seed: int = typer.Option(0, "--seed"),
           max_same: Optional[int] = typer.Option(None, "--max-same-pairs", help="per identity"),
-          as_json: bool = JsonOpt) -> None:
+          overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Identity-disjoint train/val/test lists and val/test verification pairs."""
+    claim(as_json, overwrite, output / "train.txt")
     from faceforge.io.splits import identity_split, verification_pairs, write_list, write_pairs
     try:
         parts = identity_split(root, {"val": val, "test": test, "train": 1.0}, seed, min_images)
@@ -668,8 +686,9 @@ def split(root: Path = typer.Argument(..., help="aligned dataset: ROOT/<identity
 def export(fmt: str = typer.Argument(..., help="onnx | safetensors"),
            checkpoint: Path = typer.Argument(..., help="a training checkpoint (last.pt / best.pt)"),
            output: Path = typer.Option(..., "-o", "--output"),
-           as_json: bool = JsonOpt) -> None:
+           overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Export a trained backbone (ONNX loads back as embedder `onnx:PATH`)."""
+    claim(as_json, overwrite, output)
     from faceforge.models.backbones import create_backbone
     from faceforge.models.export import export_onnx, export_safetensors
     from faceforge.train.checkpoint import load_checkpoint, load_state
@@ -719,8 +738,9 @@ def quality_train(folder: Path = typer.Argument(..., help="labelled faces: FOLDE
                   iterations: int = typer.Option(2500, "--iterations", min=1),
                   val_fraction: float = typer.Option(0.1, "--val-fraction", help="identities held out for early stopping"),
                   mapping: str = typer.Option("label-range", "--score-mapping", help="label-range | unit (the reference's clip(p, 0, 1)·100)"),
-                  as_json: bool = JsonOpt) -> None:
+                  overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Fit the quality regressor on a labelled folder (labels: leave-one-out identity centres)."""
+    claim(as_json, overwrite, output.with_suffix(".cbm"))
     from faceforge.quality.workflow import train_from_folder
     try:
         est, data = train_from_folder(_pipeline(detector, model, device, batch_size), folder, kind,
@@ -751,8 +771,9 @@ def quality_score(source: Path = typer.Argument(..., help="embeddings .parquet, 
                   model: str = typer.Option("dlib-r29", "--model", "-m", help="the estimator's embedder"),
                   device: str = DeviceOpt, batch_size: int = BatchOpt,
                   select: str = typer.Option("all", "--select", help="all | largest | central (folders)"),
-                  as_json: bool = JsonOpt) -> None:
+                  overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Add a quality column (0..100) and/or baseline columns; the input is never modified."""
+    claim(as_json, overwrite, output)
     import dataclasses
     from faceforge.pipeline import embed_folder
     from faceforge.quality.estimator import QualityEstimator
@@ -762,11 +783,9 @@ def quality_score(source: Path = typer.Argument(..., help="embeddings .parquet, 
         pipe = _pipeline(detector, model, device, batch_size)
         est = QualityEstimator.load(estimator) if estimator else None
         if source.is_dir():
-            if output.exists():
-                raise FaceForgeError("output exists; scoring a folder writes a new file", output)
             scorer = QualityScorer(pipe.embedder, est) if est else None
             first = output.with_name(output.stem + ".partial.parquet") if baselines else output
-            embed_folder(dataclasses.replace(pipe, scorer=scorer), source, first, select)
+            embed_folder(dataclasses.replace(pipe, scorer=scorer), source, first, select, overwrite=overwrite)
             if baselines:  # a second pass over our own file, then swap it in
                 score_parquet(first, output, pipe.embedder, None, baselines, batch_size)
                 first.unlink()
@@ -797,8 +816,9 @@ def quality_filter(scored: Path = typer.Argument(..., help="scored embeddings .p
                    min_score: Optional[float] = typer.Option(None, "--min-score", help="drop below this score"),
                    column: str = typer.Option("quality", "--column", help="quality or a quality_<baseline> column"),
                    sheet: bool = typer.Option(False, "--sheet", help="also write lowest.png"),
-                   as_json: bool = JsonOpt) -> None:
+                   overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Split faces into keep/drop lists by quality; images and the Parquet are never touched."""
+    claim(as_json, overwrite, output / "summary.json")
     from faceforge.quality.workflow import contact_sheet, filter_parquet
     try:
         res = filter_parquet(scored, output, drop_percent, min_score, column)
@@ -829,8 +849,9 @@ def curate_filter(embeddings: Path = typer.Argument(..., help="labelled embeddin
                   report: bool = typer.Option(False, "--report", help="also report/index.html for review"),
                   report_limit: int = typer.Option(100, "--report-limit", min=1, help="identities in the report"),
                   seed: int = typer.Option(0, "--seed"),
-                  as_json: bool = JsonOpt) -> None:
+                  overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Clean a labelled set per identity: keep each identity's main community, flag the rest."""
+    claim(as_json, overwrite, output / "summary.json")
     from faceforge.curate.workflow import filter_parquet
     try:
         res = filter_parquet(embeddings, output, method, quality_column, threshold, margin, eps, links, report,
@@ -859,8 +880,9 @@ def curate_cluster(embeddings: Path = typer.Argument(..., help="embeddings .parq
                    links: bool = typer.Option(False, "--links", help="also a symlink tree per cluster"),
                    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (FAISS on GPU)"),
                    seed: int = typer.Option(0, "--seed"),
-                   as_json: bool = JsonOpt) -> None:
+                   overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Group unlabelled faces by person (identity labels, if present, only score the result)."""
+    claim(as_json, overwrite, output / "summary.json")
     from faceforge.curate.workflow import cluster_parquet
     try:
         res = cluster_parquet(embeddings, output, method, cutoff, k, index, device, add_to, links, seed)

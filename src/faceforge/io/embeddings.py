@@ -1,9 +1,9 @@
 """Embeddings Parquet: one row per face, written so that a killed run loses nothing.
 
 While a run is in progress, rows go to `<out>.parts/part-NNNNN.parquet`, each written
-atomically every `chunk_size` rows, and unusable files to `<out>.skips.jsonl` (one line
-each, flushed). A rerun reads both and skips what is done; `close()` merges the parts into
-`<out>` atomically and removes the parts folder.
+atomically once about `chunk_size` rows of whole files are ready, and unusable files to
+`<out>.skips.jsonl` (one line each, flushed). A rerun reads both and skips what is done;
+`close()` merges the parts into `<out>` atomically and removes the parts folder.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from faceforge.core.errors import FaceForgeError
-from faceforge.core.files import atomic_write
+from faceforge.core.errors import FaceForgeError, OutputExistsError
+from faceforge.core.files import atomic_write, atomic_write_text, path_text, text_path
 
 SCHEMA = pa.schema([
     ("path", pa.string()),
@@ -61,10 +61,32 @@ def embedding_matrix(table: pa.Table) -> np.ndarray:
     return flat.reshape(len(col), -1)
 
 
-class EmbeddingWriter:
-    """Resumable writer; use as a context manager or call close()."""
+def file_state(path: str | Path) -> dict:
+    """Size and modification time of a file (empty when it cannot be stat'ed): a skipped
+    file whose state changed is tried again."""
+    try:
+        st = os.stat(text_path(path))
+    except OSError:
+        return {}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-    def __init__(self, out: str | Path, chunk_size: int = 256, quality: bool = False) -> None:
+
+class EmbeddingWriter:
+    """Resumable writer; use as a context manager or call close().
+
+    Rows of one file must be added one after another. A part never ends inside a file: it is
+    written when a new file begins and at least `chunk_size` rows of finished files wait, so
+    every file in a part is complete and a killed run redoes only files it had not finished.
+
+    Skips are kept with the file's size and modification time; a rerun tries a skipped file
+    again when it was unreadable (permission denied, an I/O error) or has changed since.
+
+    The output must be ours: if it (or an interrupted run's parts) holds another model's or
+    another detector's rows, the writer refuses, unless `overwrite`, which starts afresh.
+    """
+
+    def __init__(self, out: str | Path, chunk_size: int = 256, quality: bool = False, model: str | None = None,
+                 detector: str | None = None, overwrite: bool = False) -> None:
         self.out = Path(out)
         self.schema = SCHEMA.append(QUALITY_FIELD) if quality else SCHEMA
         self.parts = self.out.with_name(self.out.name + ".parts")
@@ -72,56 +94,99 @@ class EmbeddingWriter:
         self.chunk_size = int(chunk_size)
         self._rows: list[dict] = []
         self._done: set[str] = set()
-        self._skipped: set[str] = set()
+        self._skips: dict[str, dict] = {}
         self._n_parts = 0
-        if self.out.exists():
-            self._done.update(read_embeddings(self.out).column("path").to_pylist())
+        if self.out.is_dir():
+            raise OutputExistsError("is a folder; the output must be a .parquet file path", self.out)
+        if overwrite:
+            for p in (self.out, self.skips_path):
+                p.unlink(missing_ok=True)
+            shutil.rmtree(self.parts, ignore_errors=True)
+        tables = [read_embeddings(self.out)] if self.out.exists() else []
         if self.parts.is_dir():
             for part in sorted(self.parts.glob("part-*.parquet")):
-                self._done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+                tables.append(pq.read_table(part))
                 self._n_parts += 1
+        for t in tables:
+            self._check_ours(t, model, detector)
+            self._done.update(t.column("path").to_pylist())
         if self.skips_path.exists():
-            for line in self.skips_path.read_text().splitlines():
+            for line in self.skips_path.read_text(encoding="utf-8").splitlines():
                 try:
-                    self._skipped.add(json.loads(line)["path"])
-                except (ValueError, KeyError):
+                    rec = json.loads(line)
+                    self._skips[rec["path"]] = rec  # the last record of a path wins
+                except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill
         self._skip_fh = None
 
+    def _check_ours(self, table: pa.Table, model: str | None, detector: str | None) -> None:
+        for column, want in (("model", model), ("detector", detector)):
+            if want is None or column not in table.column_names:
+                continue
+            found = sorted({str(v) for v in table.column(column).to_pylist()} - {want})
+            if found:
+                raise OutputExistsError(f"holds {column} {found[0]!r} rows; refusing to add {want!r} rows to it "
+                                        "(use a new -o, or --overwrite to replace it)", self.out)
+
+    def is_done(self, path: str | Path) -> bool:
+        """Already embedded, or skipped for a reason that still holds."""
+        name = path_text(path)
+        if name in self._done:
+            return True
+        skip = self._skips.get(name)
+        if skip is None or skip.get("kind") == "unreadable":
+            return False
+        return {k: skip[k] for k in ("size", "mtime_ns") if k in skip} == file_state(path)
+
     @property
-    def done(self) -> set[str]:
-        """Paths already embedded or recorded as skipped."""
-        return self._done | self._skipped
+    def embedded(self) -> set[str]:
+        """Paths with rows written (in the output or in finished parts)."""
+        return set(self._done)
 
     def add(self, row: dict) -> None:
+        if row["path"] in self._done:
+            raise FaceForgeError(f"rows of {row['path']} were already written: add a file's rows together")
+        if self._rows and row["path"] != self._rows[-1]["path"] and len(self._rows) >= self.chunk_size:
+            self.flush(complete=True)  # every buffered file is finished: a new one begins
         self._rows.append(row)
-        if len(self._rows) >= self.chunk_size:
-            self.flush()
 
     def add_skip(self, record: dict) -> None:
+        record = {**record, **file_state(record["path"])}
         if self._skip_fh is None:
             self._skip_fh = open(self.skips_path, "a", encoding="utf-8")
         self._skip_fh.write(json.dumps(record) + "\n")
         self._skip_fh.flush()
         os.fsync(self._skip_fh.fileno())
-        self._skipped.add(record["path"])
+        self._skips[record["path"]] = record
 
-    def flush(self) -> None:
-        # A file's faces all land in the same part: keep rows of the last path together.
-        if not self._rows:
+    def flush(self, complete: bool = False) -> None:
+        """Write the buffered rows as a part. Unless `complete`, the rows of the last file
+        stay out: more of its faces may have been coming (an interrupted run redoes it)."""
+        rows = self._rows
+        if not complete:
+            last = len(rows)
+            while last > 0 and rows[last - 1]["path"] == rows[-1]["path"]:
+                last -= 1
+            rows = rows[:last]
+        if not rows:
             return
         self.parts.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        table = pa.Table.from_pylist(rows, schema=self.schema)
         _write_table(self.parts / f"part-{self._n_parts:05d}.parquet", table)
         self._n_parts += 1
-        self._done.update(r["path"] for r in self._rows)
-        self._rows.clear()
+        self._done.update(r["path"] for r in rows)
+        del self._rows[:len(rows)]
 
-    def close(self) -> pa.Table:
-        """Flush, merge existing output and parts into `out`, return the merged table."""
-        self.flush()
+    def _close_skips(self) -> None:
         if self._skip_fh is not None:
             self._skip_fh.close()
+            self._skip_fh = None
+
+    def close(self) -> pa.Table:
+        """Flush, merge existing output and parts into `out`, return the merged table. The
+        skip log keeps one line per file still skipped."""
+        self.flush(complete=True)
+        self._close_skips()
         tables = [read_embeddings(self.out)] if self.out.exists() else []
         if self.parts.is_dir():
             tables += [pq.read_table(p) for p in sorted(self.parts.glob("part-*.parquet"))]
@@ -129,19 +194,21 @@ class EmbeddingWriter:
         _write_table(self.out, merged)
         if self.parts.is_dir():
             shutil.rmtree(self.parts)
+        if self.skips_path.exists():
+            still = [r for p, r in self._skips.items() if p not in self._done]
+            atomic_write_text(self.skips_path, "".join(json.dumps(r) + "\n" for r in still))
         return merged
 
     def __enter__(self) -> "EmbeddingWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # On an error or Ctrl-C keep the finished parts for the next run; merge only on success.
+        # On an error or Ctrl-C keep the finished files for the next run; merge only on success.
         if exc_type is None:
             self.close()
         else:
             self.flush()
-            if self._skip_fh is not None:
-                self._skip_fh.close()
+            self._close_skips()
 
 
 def face_keys(table: pa.Table) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.files import open_regular, path_text
 from faceforge.core.progress import progress
 from faceforge.io.embeddings import embedding_matrix, face_keys, read_embeddings
 from faceforge.io.images import list_images
@@ -22,18 +23,20 @@ from faceforge.search.gallery import NO_QUALITY, Gallery, Records, content_key, 
 
 
 def content_hash(path: str | Path) -> str:
+    """sha256 of a regular file's bytes (a FIFO or device is refused, never waited on)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def folder_identity(root: Path) -> Callable[[Path], str]:
-    """ROOT/<identity>/<image> → identity; an image directly in ROOT is named by its stem."""
+    """ROOT/<identity>/<image> → identity; an image directly in ROOT is named by its stem
+    (as text: a folder name that is not UTF-8 keeps its other bytes as \\xNN)."""
     def identity(p: Path) -> str:
         rel = p.relative_to(root)
-        return rel.parts[0] if len(rel.parts) > 1 else p.stem
+        return path_text(rel.parts[0] if len(rel.parts) > 1 else p.stem)
     return identity
 
 
@@ -43,21 +46,22 @@ def enrol_files(gallery: Gallery, pipeline: FacePipeline, files: Iterable[str | 
     """Embed and store the selected face of each file; files already stored are skipped
     before anything is decoded. Each batch is stored before the next one starts, so a
     killed run keeps every batch it acknowledged; `on_batch(files_done)` follows each."""
-    files = [Path(f) for f in files]
+    files = {path_text(f): Path(f) for f in files}  # records name files by path_text
     model = pipeline.embedder.name
     gallery.check_model(model, gallery.dim)  # before any decoding; a new gallery accepts any
     added = already = faces = 0
     skipped: list[dict] = []
-    batches = [files[a:a + batch_files] for a in range(0, len(files), batch_files)]
+    names = list(files)
+    batches = [names[a:a + batch_files] for a in range(0, len(names), batch_files)]
     for b, batch in enumerate(progress(batches, "enrolling", enabled=show_progress)):
         keys: dict[str, str] = {}
-        for f in batch:
+        for name in batch:
             try:
-                keys[str(f)] = file_key(str(f), content_hash(f))
-            except OSError as exc:
-                skipped.append({"path": str(f), "kind": "error", "reason": f"cannot read: {exc.strerror or exc}"})
+                keys[name] = file_key(name, content_hash(files[name]))
+            except FaceForgeError as exc:
+                skipped.append({"path": name, "kind": "unreadable", "reason": exc.reason})
         done = gallery.existing_file_keys(sorted(set(keys.values())))
-        todo = [p for p, k in keys.items() if k not in done]
+        todo = [files[p] for p, k in keys.items() if k not in done]
         already += len(keys) - len(todo)
         recs: list[FaceRecord] = []
         for r in pipeline.process_files(todo, select=select):
@@ -66,7 +70,7 @@ def enrol_files(gallery: Gallery, pipeline: FacePipeline, files: Iterable[str | 
             else:
                 skipped.append(r.to_dict())
         if recs:
-            records = Records(identity=[identity_of(Path(r.path)) for r in recs], path=[r.path for r in recs],
+            records = Records(identity=[identity_of(files[r.path]) for r in recs], path=[r.path for r in recs],
                               file_key=[keys[r.path] for r in recs], face_index=[r.face_index for r in recs],
                               vectors=np.stack([r.embedding for r in recs]), quality=[r.quality for r in recs])
             faces += len(records)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 from collections import Counter
@@ -44,11 +43,6 @@ def _chunks(file_keys: list[str], size: int) -> list[tuple[int, int]]:
         out.append((a, b))
         a = b
     return out
-
-
-def _quote(text: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return json.dumps(text, ensure_ascii=False)
 
 
 def _lock_held(folder: Path) -> bool:
@@ -208,18 +202,28 @@ class MilvusGallery(Gallery):
         finally:
             it.close()
 
+    def _keys_of(self, identity: str) -> list[str]:
+        """Primary keys of an identity's records. Names are compared here, never written into
+        a filter expression: a name is data, whatever characters it holds (Milvus Lite has no
+        expression parameters, and NUL or backslashes do not survive its string literals)."""
+        return [r["key"] for rows in self._iter("", ["key", "identity"], 10000) for r in rows
+                if r["identity"] == identity]
+
     def _delete(self, identity: str) -> int:
-        res = self.client.delete(self.collection, filter=f"identity == {_quote(identity)}")
-        return int(res["delete_count"]) if isinstance(res, dict) else len(res)
+        keys = self._keys_of(identity)
+        for a in range(0, len(keys), GET_BATCH):
+            self.client.delete(self.collection, ids=keys[a:a + GET_BATCH])
+        self._unflushed = bool(keys) or self._unflushed
+        return len(keys)
 
     def _rename(self, old: str, new: str) -> int:
-        moved = [r for rows in self._iter(f"identity == {_quote(old)}", STORED, 1000) for r in rows]
-        for a in range(0, len(moved), INSERT_BATCH):
-            batch = [{**r, "identity": new, "vector": np.asarray(r["vector"], np.float32)}
-                     for r in moved[a:a + INSERT_BATCH]]
+        keys = self._keys_of(old)
+        for a in range(0, len(keys), GET_BATCH):
+            rows = self.client.get(self.collection, ids=keys[a:a + GET_BATCH], output_fields=STORED)
+            batch = [{**r, "identity": new, "vector": np.asarray(r["vector"], np.float32)} for r in rows]
             self.client.upsert(self.collection, batch)
         self._unflushed = True
-        return len(moved)
+        return len(keys)
 
     def identity_counts(self) -> dict[str, int]:
         if self._meta() is None:
