@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/cluster_scale.py
 	$(PY) bench/gallery_lfw.py
 	$(PY) bench/search.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -38,7 +38,7 @@ def app(tmp_path_factory):
 def test_no_server_errors(app, mode):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 6
     if mode == GenerationMode.NEGATIVE:  # an operation without inputs has no invalid request
         operations = [op for op in operations if op.label != "GET /health"]
     calls: dict[str, int] = {}

@@ -80,9 +80,10 @@ def test_enrol_identify_verify_delete(client):
     r = client.post("/verify", files={"a": ("a.jpg", obama[0].read_bytes()),
                                       "b": ("b.jpg", jpeg(TEST / "alex_lacamoire1.jpg"))}, headers=AUTH)
     assert r.json()["same_person"] is False
-    r = client.delete("/identities/obama", headers=AUTH)
+    r = client.delete("/identities", params={"identity": "obama"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["deleted"] == 2
-    assert client.delete("/identities/obama", headers=AUTH).json()["error"]["code"] == "not_found"
+    assert client.delete("/identities", params={"identity": "obama"}, headers=AUTH).json()["error"]["code"] \
+        == "not_found"
     r = client.post("/identify", files={"image": ("t.jpg", jpeg(TEST / "obama1.jpg"))}, headers=AUTH)
     assert r.json()["faces"][0]["identity"] == "unknown"
 
@@ -92,7 +93,8 @@ def test_tokens(client, tmp_path, pipeline):
     assert client.get("/health").status_code == 200  # liveness needs no token
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         for method, url, kw in (("post", "/enrol", {"files": photo, "data": {"identity": "x"}}),
-                                ("delete", "/identities/x", {}), ("post", "/identify", {"files": photo})):
+                                ("delete", "/identities?identity=x", {}), ("post", "/identify", {"files": photo}),
+                                ("post", "/identities/rename", {"json": {"old": "x", "new": "y"}})):
             r = getattr(client, method)(url, headers=headers, **kw)
             assert r.status_code == 401, (url, headers, r.text)
             assert r.json()["error"]["code"] == "unauthorized"
@@ -135,8 +137,90 @@ def test_limits_and_bad_input(tmp_path, pipeline, face_jpg):
         r = c.post("/identify?k=0", files={"image": ("t.jpg", good)}, headers=AUTH)
         assert r.status_code == 422
         schema = c.get("/openapi.json").json()
-        assert {"/verify", "/identify", "/enrol", "/identities/{identity}", "/health"} <= set(schema["paths"])
+        assert {"/verify", "/identify", "/enrol", "/identities", "/identities/rename", "/health"} \
+            == set(schema["paths"])
     g.close()
+
+
+@pytest.mark.parametrize("side", [9000, 12000, 15000, 40000])
+def test_header_bomb_is_413_on_every_upload(client, side):
+    from tests.io.test_images import _png_header
+    bomb = ("bomb.png", _png_header(side, side), "image/png")
+    for url, kw in (("/identify", {"files": {"image": bomb}}),
+                    ("/verify", {"files": {"a": bomb, "b": bomb}}),
+                    ("/enrol", {"files": {"image": bomb}, "data": {"identity": "x"}})):
+        r = client.post(url, headers=AUTH, **kw)
+        assert r.status_code == 413, (url, r.text)
+        assert r.json()["error"]["code"] == "image_too_large"
+
+
+NAMES = ["a/b", "../../etc/passwd", "100%", "%2F", "it's \"quoted\"", "tab\there", "new\nline", "nul\x00byte",
+         "bell\x07", "名前 🙂", " spaced ", "?&=#", "x" * 256]
+
+
+def test_any_identity_name_round_trips(client):
+    photos = sorted(need(TRAIN / "obama").iterdir())
+    for i, name in enumerate(NAMES):  # each name gets a photo of its own
+        photo = photos[i % len(photos)]
+        data = photo.read_bytes() + bytes([i])  # a trailing byte: another upload, the same face
+        r = client.post("/enrol", files={"image": ("p.jpg", data)}, data={"identity": name}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["identity"] == name, (name, r.text)
+    r = client.post("/identify", params={"k": 1}, files={"image": ("t.jpg", jpeg(TEST / "obama1.jpg"))},
+                    headers=AUTH)
+    assert r.json()["faces"][0]["identity"] in NAMES
+    too_long = client.post("/enrol", files={"image": ("p.jpg", photos[0].read_bytes())},
+                           data={"identity": "x" * 257}, headers=AUTH)
+    assert too_long.status_code == 422
+    r = client.post("/identities/rename", json={"old": "a/b", "new": "c/../d"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["moved"] == 1
+    for name in ["c/../d", *NAMES[1:]]:
+        r = client.delete("/identities", params={"identity": name}, headers=AUTH)
+        assert r.status_code == 200 and r.json() == {"identity": name, "deleted": 1}, (name, r.text)
+    r = client.delete("/identities", params={"identity": "a/b"}, headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(tmp_path, pipeline):
+    from concurrent.futures import ThreadPoolExecutor
+    photos = [p for person in ("obama", "biden", "kit_harington", "rose_leslie") for p in
+              sorted(need(TRAIN / person).iterdir())]
+    tests = sorted(TEST.iterdir())
+    answers = {}
+    for mode, kw in (("serial", {"serial": True}), ("pool", {"max_batch": 4})):
+        pipes = [pipeline] if mode == "serial" else [pipeline, FacePipeline(detector="yunet", embedder="sface",
+                                                                             device="cpu")]
+        g = open_gallery(f"faiss:{tmp_path / mode}")
+        app = create_app(g, pipes, ServeSettings(token=TOKEN, threshold=pipeline.embedder.threshold, **kw))
+        with TestClient(app) as c:
+            for p in photos:
+                c.post("/enrol", files={"image": (p.name, p.read_bytes())}, data={"identity": p.parent.name},
+                       headers=AUTH)
+
+            def ask(f):
+                r = c.post("/identify", files={"image": (f.name, f.read_bytes())}, headers=AUTH)
+                return f.name, r.status_code, [(x["identity"], round(x["score"] or 0, 4)) for x in
+                                               r.json().get("faces", [])]
+            with ThreadPoolExecutor(8) as ex:
+                answers[mode] = sorted(ex.map(ask, tests * 4))
+        g.close()
+    assert answers["pool"] == answers["serial"]
+    assert {a[0] for a in answers["pool"] if a[1] == 200} == {f.name for f in tests}
+
+
+def test_a_full_queue_is_refused_at_once(pipeline):
+    from faceforge.io.images import load_image
+    from faceforge.serve.workers import Job, ModelPool, PoolBusy
+    image = load_image(TEST / "obama_and_biden.jpg")
+    pool = ModelPool([pipeline], search=lambda *a: [], max_batch=1, max_queue=1)
+    accepted, refused = [], 0
+    for _ in range(6):  # far faster than one detection: the queue of one fills at once
+        try:
+            accepted.append(pool.submit(Job(image, "all")))
+        except PoolBusy:
+            refused += 1
+    assert refused >= 3 and 1 <= len(accepted) <= 3
+    assert all(len(f.result(timeout=60).faces) >= 2 for f in accepted)  # what was accepted is served
+    pool.close()
 
 
 def free_port() -> int:

@@ -27,10 +27,16 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
           fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json"),
           detector: str = DetectorOpt,
           model: Optional[str] = typer.Option(None, "--model", "-m", help="default: the gallery's, else sface"),
+          workers: int = typer.Option(2, "--workers", min=1, help="model worker threads (each its own detector "
+                                      "and network; the cores are shared between them)"),
+          max_batch: int = typer.Option(8, "--max-batch", min=1, help="waiting requests one worker serves at once"),
+          max_queue: int = typer.Option(64, "--max-queue", min=1, help="waiting requests before answering 503"),
+          serial: bool = typer.Option(False, "--serial", help="one request at a time on one worker (for comparison)"),
           device: str = DeviceOpt, batch_size: int = BatchOpt) -> None:
     """Serve verify / identify / enrol / delete over HTTP (OpenAPI schema at /docs and /openapi.json)."""
     import uvicorn
 
+    from faceforge.pipeline import FacePipeline
     from faceforge.search.gallery import open_gallery
     from faceforge.search.workflow import resolve_threshold
     from faceforge.serve.app import MiB, ServeSettings, create_app
@@ -44,8 +50,12 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
             err.print(f"token (send as 'Authorization: Bearer …'): {token}")
         settings = ServeSettings(token=token, threshold=thr, public_reads=public_reads,
                                  max_upload_bytes=int(max_upload_mb * MiB),
-                                 max_pixels=int(max_megapixels * 1e6), k=k)
-        app = create_app(g, pipe, settings)
+                                 max_pixels=int(max_megapixels * 1e6), k=k, max_batch=max_batch,
+                                 max_queue=max_queue, serial=serial)
+        n_workers = 1 if serial else workers  # a pipeline per worker thread
+        extra = [FacePipeline(detector=detector, embedder=pipe.embedder.name, device=device, batch_size=batch_size)
+                 for _ in range(n_workers - 1)]
+        app = create_app(g, [pipe, *extra], settings)
     except FaceForgeError as exc:
         _fail(exc, False)
     try:

@@ -4,32 +4,37 @@ enrol, delete an identity. A thin layer over faceforge.pipeline and faceforge.se
 Safe by default: `faceforge serve` binds 127.0.0.1; every write needs the bearer token, and so
 does every read unless reads are made public; uploads and image dimensions are capped before
 anything is decoded; every error is JSON: {"error": {"status", "code", "message"}}.
+
+Concurrent requests decode their uploads in parallel and share a pool of model workers that
+batches them (faceforge.serve.workers); `serial=True` handles one request at a time instead,
+the way to compare. Identity names are data: any string of 1..256 characters, sent in form
+fields, query parameters or JSON bodies, never in the URL path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
-import io
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from faceforge.core.errors import FaceForgeError, NoFaceError
-from faceforge.io.images import decode_image
+from faceforge.core.errors import FaceForgeError, ImageTooLargeError
+from faceforge.io.images import decode_image, image_size
 from faceforge.pipeline import FacePipeline
-from faceforge.search.decision import identify
 from faceforge.search.gallery import Gallery, Records, content_key
+from faceforge.serve.workers import Job, JobResult, ModelPool, PoolBusy, gallery_search
 
 MiB = 1 << 20
+MAX_IDENTITY = 256  # characters of an identity name
 
 
 @dataclass
@@ -41,6 +46,9 @@ class ServeSettings:
     max_pixels: int = 40_000_000   # width × height of one image
     max_side: int = 10_000         # pixels, either side
     k: int = 1
+    max_batch: int = 8             # requests one model worker serves in one pass
+    max_queue: int = 64            # requests waiting for a worker before 503
+    serial: bool = False           # one request at a time, decoding included
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -94,6 +102,17 @@ class DeleteResult(BaseModel):
     deleted: int
 
 
+class RenameRequest(BaseModel):
+    old: str = Field(min_length=1, max_length=MAX_IDENTITY)
+    new: str = Field(min_length=1, max_length=MAX_IDENTITY)
+
+
+class RenameResult(BaseModel):
+    old: str
+    new: str
+    moved: int
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status)
 
@@ -126,12 +145,25 @@ class _BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
-def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings) -> FastAPI:
-    app = FastAPI(title="FaceForge", version="1", description="Face verification and identification against a "
-                  "gallery. Send `Authorization: Bearer <token>`.")
-    lock = threading.Lock()  # the detector, the network and the gallery client serve one request at a time
+def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline], settings: ServeSettings) -> FastAPI:
+    """The service over one gallery. Give several pipelines (equal, one per worker thread) to
+    serve that many batches at once."""
+    pipelines = [pipeline] if isinstance(pipeline, FacePipeline) else list(pipeline)
+    model = pipelines[0].embedder.name
+    gallery_lock = threading.Lock()  # the gallery client is used by one thread at a time
+    serial_lock = threading.Lock()
+    pool = ModelPool(pipelines, gallery_search(gallery, gallery_lock, settings.threshold, model),
+                     max_batch=settings.max_batch, max_queue=settings.max_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        pool.close()
+
+    app = FastAPI(title="FaceForge", version="1", lifespan=lifespan,
+                  description="Face verification and identification against a gallery. "
+                  "Send `Authorization: Bearer <token>`.")
     bearer = HTTPBearer(auto_error=False)
-    model = pipeline.embedder.name
 
     def _check(cred: HTTPAuthorizationCredentials | None) -> None:
         if cred is None or not hmac.compare_digest(cred.credentials.encode(), settings.token.encode()):
@@ -144,6 +176,14 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
         if not settings.public_reads:
             _check(cred)
 
+    def one_at_a_time():
+        """With `serial`, a request holds the service from reading its body to its answer."""
+        if not settings.serial:
+            yield
+            return
+        with serial_lock:
+            yield
+
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException):
         code = getattr(exc, "code", {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -151,6 +191,8 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
         resp = _error(exc.status_code, code, str(exc.detail))
         if exc.status_code == 401:
             resp.headers["WWW-Authenticate"] = "Bearer"
+        if exc.status_code == 503:
+            resp.headers["Retry-After"] = "1"
         return resp
 
     @app.exception_handler(RequestValidationError)
@@ -164,80 +206,96 @@ def create_app(gallery: Gallery, pipeline: FacePipeline, settings: ServeSettings
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     def read_upload(upload: UploadFile, field: str) -> tuple[bytes, np.ndarray]:
-        """The uploaded bytes and the decoded image (dimensions checked from the header first)."""
+        """The uploaded bytes and the decoded image; the dimensions are checked from the
+        header first, so nothing over the limits is ever decoded."""
         data = upload.file.read()
         name = f"{field} ({upload.filename or 'upload'})"
         try:
-            with Image.open(io.BytesIO(data)) as im:  # header only: dimensions before decoding
-                w, h = im.size
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise ApiError(422, "not_an_image", f"{name}: not an image file") from None
-        if w * h > settings.max_pixels or max(w, h) > settings.max_side:
-            raise ApiError(413, "image_too_large", f"{name}: {w}×{h} exceeds the limit "
-                           f"({settings.max_pixels} pixels, {settings.max_side} per side)")
-        try:
+            w, h = image_size(data, name)
+            if w * h > settings.max_pixels or max(w, h) > settings.max_side:
+                raise ImageTooLargeError(f"{w}×{h} exceeds the limit ({settings.max_pixels} pixels, "
+                                         f"{settings.max_side} per side)", name)
             return data, decode_image(data, name)
+        except ImageTooLargeError as exc:
+            raise ApiError(413, "image_too_large", str(exc)) from None
         except FaceForgeError as exc:
             raise ApiError(422, "not_an_image", str(exc)) from None
 
-    def faces_of(image: np.ndarray, field: str, select: str):
+    def submit(image: np.ndarray, select: str, **kw):
         try:
-            return pipeline.embed_image(image, select=select)
-        except NoFaceError:
-            raise ApiError(422, "no_face", f"{field}: no face found") from None
+            return pool.submit(Job(image, select, **kw))
+        except PoolBusy as exc:
+            raise ApiError(503, "busy", f"the service is busy ({exc}); retry shortly") from None
+
+    def faces(future, field: str) -> JobResult:
+        res = future.result()
+        if res is None:
+            raise ApiError(422, "no_face", f"{field}: no face found")
+        return res
 
     @app.get("/health", response_model=Health, tags=["service"])
     def health() -> Health:
         """Liveness and what is served (no token needed)."""
         return Health(status="ok", model=model, gallery=gallery.uri, backend=gallery.backend, dim=gallery.dim)
 
-    @app.post("/verify", response_model=VerifyResult, tags=["faces"], dependencies=[Depends(need_read)])
+    @app.post("/verify", response_model=VerifyResult, tags=["faces"],
+              dependencies=[Depends(need_read), Depends(one_at_a_time)])
     def verify(a: UploadFile = File(..., description="first photo"),
                b: UploadFile = File(..., description="second photo")) -> VerifyResult:
         """Are the largest faces of two photos the same person?"""
-        ia, ib = read_upload(a, "a")[1], read_upload(b, "b")[1]
-        with lock:
-            ea = faces_of(ia, "a", "largest")[1][0]
-            eb = faces_of(ib, "b", "largest")[1][0]
+        fa, fb = (submit(read_upload(u, n)[1], "largest") for u, n in ((a, "a"), (b, "b")))
+        ea, eb = faces(fa, "a").embeddings[0], faces(fb, "b").embeddings[0]
         score = float(np.dot(ea, eb))
         return VerifyResult(score=score, threshold=settings.threshold, same_person=score >= settings.threshold,
                             model=model)
 
-    @app.post("/identify", response_model=IdentifyResult, tags=["gallery"], dependencies=[Depends(need_read)])
+    @app.post("/identify", response_model=IdentifyResult, tags=["gallery"],
+              dependencies=[Depends(need_read), Depends(one_at_a_time)])
     def identify_faces(image: UploadFile = File(..., description="a photo"),
                        k: int = Query(settings.k, ge=1, le=100, description="top-K majority vote"),
                        min_quality: Optional[float] = Query(None, ge=0, le=100,
                                                             description="search only records of this quality")
                        ) -> IdentifyResult:
         """Who are the faces in this photo? 'unknown' below the threshold."""
-        img = read_upload(image, "image")[1]
-        with lock:
-            faces, embs = faces_of(img, "image", "all")
-            decisions = identify(gallery, embs, k, settings.threshold, min_quality, model)
+        res = faces(submit(read_upload(image, "image")[1], "all", identify=True, k=k, min_quality=min_quality),
+                    "image")
         return IdentifyResult(threshold=settings.threshold, k=k, faces=[
             FaceResult(box=[float(x) for x in f.box], det_score=float(f.score), **d.to_dict(with_hits=False))
-            for f, d in zip(faces, decisions)])
+            for f, d in zip(res.faces, res.decisions)])
 
-    @app.post("/enrol", response_model=EnrolResult, tags=["gallery"], dependencies=[Depends(need_write)])
+    @app.post("/enrol", response_model=EnrolResult, tags=["gallery"],
+              dependencies=[Depends(need_write), Depends(one_at_a_time)])
     def enrol(image: UploadFile = File(..., description="a photo of one person (its largest face is used)"),
-              identity: str = Form(..., min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")) -> EnrolResult:
+              identity: str = Form(..., min_length=1, max_length=MAX_IDENTITY,
+                                   description="any text; it is stored as given")) -> EnrolResult:
         """Add the largest face of a photo to an identity (the same photo twice is stored once)."""
         data, img = read_upload(image, "image")
+        embs = faces(submit(img, "largest"), "image").embeddings
         path = f"upload/{hashlib.sha256(data).hexdigest()[:16]}"
-        with lock:
-            embs = faces_of(img, "image", "largest")[1]
+        with gallery_lock:
             added = gallery.add(Records([identity], [path], [content_key(path, data)], [0], embs[:1]), model)
         return EnrolResult(identity=identity, faces_added=added, already_enrolled=added == 0)
 
-    @app.delete("/identities/{identity}", response_model=DeleteResult, tags=["gallery"],
-                dependencies=[Depends(need_write)])
-    def delete_identity(identity: str) -> DeleteResult:
+    @app.delete("/identities", response_model=DeleteResult, tags=["gallery"],
+                dependencies=[Depends(need_write), Depends(one_at_a_time)])
+    def delete_identity(identity: str = Query(..., min_length=1, max_length=MAX_IDENTITY,
+                                              description="the identity, as enrolled")) -> DeleteResult:
         """Remove every face of an identity."""
-        with lock:
+        with gallery_lock:
             n = gallery.delete_identity(identity)
         if n == 0:
-            raise ApiError(404, "not_found", f"no identity '{identity}' in the gallery")
+            raise ApiError(404, "not_found", f"no identity {identity!r} in the gallery")
         return DeleteResult(identity=identity, deleted=n)
+
+    @app.post("/identities/rename", response_model=RenameResult, tags=["gallery"],
+              dependencies=[Depends(need_write), Depends(one_at_a_time)])
+    def rename_identity(req: RenameRequest = Body(...)) -> RenameResult:
+        """Move every face of `old` to `new` (merging into `new` if it exists)."""
+        with gallery_lock:
+            n = gallery.rename_identity(req.old, req.new)
+        if n == 0:
+            raise ApiError(404, "not_found", f"no identity {req.old!r} in the gallery")
+        return RenameResult(old=req.old, new=req.new, moved=n)
 
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
     return app
