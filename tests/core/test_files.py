@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from faceforge.core.errors import FileAccessError, OutputExistsError
-from faceforge.core.files import atomic_write_text, claim_output, path_text, read_regular, text_path
+from faceforge.core.files import (atomic_write_text, claim_output, path_text, read_regular, safe_filename,
+                                  text_path)
 
 
 def test_atomic_write_gets_the_umask_permissions(tmp_path):
@@ -22,6 +23,9 @@ def test_atomic_write_gets_the_umask_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644  # as open() would give
     assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o600
+    (tmp_path / "a.txt").chmod(0o640)  # the user's choice for a file of face data
+    atomic_write_text(tmp_path / "a.txt", "y")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640  # kept when it is replaced
 
 
 def test_read_regular_refuses_what_is_not_a_file(tmp_path):
@@ -74,3 +78,11 @@ def test_claim_output(tmp_path):
     claim_output(d, overwrite=True, folder=True)
     with pytest.raises(OutputExistsError, match="is a file"):
         claim_output(f, overwrite=True, folder=True)
+
+
+def test_safe_filename_never_leaves_its_folder():
+    names = ["..", ".", "", "a/b", "../../etc", "nul\x00byte", "tab\tthere", "x" * 300, "plain", "a_b"]
+    out = [safe_filename(n) for n in names]
+    assert all("/" not in o and "\x00" not in o and o not in ("", ".", "..") for o in out)
+    assert len(set(out)) == len(out)  # different names stay different ("a/b" vs "a_b")
+    assert safe_filename("plain") == "plain" and len(safe_filename("x" * 300).encode()) <= 130

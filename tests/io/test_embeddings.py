@@ -101,3 +101,36 @@ def test_read_embeddings_errors(tmp_path):
     pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
     with pytest.raises(FaceForgeError, match="missing columns"):
         read_embeddings(tmp_path / "other.parquet")
+
+
+def test_overwrite_replaces_only_when_the_new_run_closes(tmp_path):
+    out = tmp_path / "emb.parquet"
+    with EmbeddingWriter(out, model="m") as w:
+        w.add(row("old"))
+    w = EmbeddingWriter(out, chunk_size=1, model="other", overwrite=True)
+    for name in ("a", "b", "c"):
+        w.add({**row(name), "model": "other"})
+    del w  # killed while replacing: the old output is still there
+    assert read_embeddings(out).column("path").to_pylist() == ["old"]
+    w = EmbeddingWriter(out, chunk_size=1, model="other", overwrite=True)  # the same command again resumes
+    assert w.is_done("a") and w.is_done("b") and not w.is_done("old")
+    w.add({**row("c"), "model": "other"})
+    w.close()
+    assert read_embeddings(out).column("path").to_pylist() == ["a", "b", "c"]
+
+
+def test_a_kill_while_merging_never_duplicates(tmp_path):
+    import shutil
+    out = tmp_path / "emb.parquet"
+    w = EmbeddingWriter(out, chunk_size=1)
+    for name in ("a", "b", "c"):
+        w.add(row(name))
+    w.flush(complete=True)
+    parts = tmp_path / "emb.parquet.parts"
+    kept = tmp_path / "kept"
+    shutil.copytree(parts, kept)
+    w.close()
+    shutil.copytree(kept, parts)  # as if killed after writing the output, before removing the parts
+    w = EmbeddingWriter(out, chunk_size=1)
+    w.add(row("d"))
+    assert sorted(w.close().column("path").to_pylist()) == ["a", "b", "c", "d"]

@@ -40,14 +40,18 @@ def _fail(exc: Exception, as_json: bool) -> None:
     raise typer.Exit(2)
 
 
-def claim(as_json: bool, overwrite: bool, *outputs: Path | None) -> None:
-    """Before any work: stop (exit 2) if an output file exists and --overwrite was not given."""
+def claim(as_json: bool, overwrite: bool, *outputs: Path | None, folder: Path | None = None,
+          ignore: tuple[str, ...] = ()) -> None:
+    """Before any work: stop (exit 2) if an output file exists, or the output folder holds
+    anything but `ignore` patterns, and --overwrite was not given."""
     from faceforge.core.errors import FaceForgeError
     from faceforge.core.files import claim_output
     try:
         for path in outputs:
             if path is not None:
                 claim_output(path, overwrite)
+        if folder is not None:
+            claim_output(folder, overwrite, folder=True, ignore=ignore)
     except FaceForgeError as exc:
         _fail(exc, as_json)
 

@@ -209,6 +209,7 @@ def eval_lfw(root: Optional[Path] = typer.Option(None, "--root", help="LFW folde
 
 FprOpt = typer.Option(None, "--fpr", help="target FPRs (repeatable; default 1e-6 … 1e-1)")
 OutOpt = typer.Option(None, "--out", "-o", help="folder for metrics.json, CSV and PNG files")
+EMBEDDING_CACHE = ("embeddings-*",)  # a folder embedded into --out resumes; results are claimed
 
 
 def _embeddings(source: Path, out_dir: Optional[Path], detector: str, model: str, device: str, batch_size: int):
@@ -263,7 +264,7 @@ def eval_verify(embeddings: Path = typer.Argument(..., help="embeddings .parquet
                 detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
                 batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """1:1 verification: TPR at FPR with thresholds, EER, AUC, ROC and score distributions."""
-    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
+    claim(as_json, overwrite, folder=out_dir, ignore=EMBEDDING_CACHE)
     from faceforge.evaluate.outputs import json_ready, write_verification
     from faceforge.evaluate.verification import all_pairs_scores, verification_report
     try:
@@ -303,7 +304,7 @@ def eval_ijbc(root: Path = typer.Argument(..., help="folder with loose_crop/ and
               model: str = ModelOpt, device: str = DeviceOpt, batch_size: int = BatchOpt,
               overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """IJB-C 1:1 template verification: media then template pooling, N/D/F modes."""
-    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
+    claim(as_json, overwrite, folder=out_dir, ignore=EMBEDDING_CACHE)
     from faceforge.core.files import atomic_write, atomic_write_json
     from faceforge.evaluate.ijbc import MODES, embed_ijb, evaluate_ijb, read_ijb
     from faceforge.evaluate.outputs import json_ready, write_tpr_table
@@ -356,7 +357,7 @@ def eval_ident(probes: Path = typer.Argument(..., help="query/probe embeddings .
                device: str = DeviceOpt, batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt,
                as_json: bool = JsonOpt) -> None:
     """Identification: open-set 1:N against a gallery, and/or the rate with distractors."""
-    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
+    claim(as_json, overwrite, folder=out_dir, ignore=EMBEDDING_CACHE)
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.identification import identification_with_distractors, open_set_identification
     from faceforge.evaluate.outputs import json_ready
@@ -419,7 +420,7 @@ def eval_topk(queries: Path = typer.Argument(..., help="query embeddings .parque
               device: str = DeviceOpt, batch_size: int = BatchOpt, overwrite: bool = OverwriteOpt,
               as_json: bool = JsonOpt) -> None:
     """Top-K majority-vote decisions: precision and recall, and the threshold for a target precision."""
-    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
+    claim(as_json, overwrite, folder=out_dir, ignore=EMBEDDING_CACHE)
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.identification import topk_decisions
     from faceforge.evaluate.outputs import json_ready
@@ -464,7 +465,7 @@ def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet wi
                                                        "(repeatable; default 1e-3 and 1e-4)"),
              out_dir: Optional[Path] = OutOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Error versus reject: FNMR as the lowest-quality pairs are discarded, with pAUC."""
-    claim(as_json, overwrite, out_dir and out_dir / "metrics.json")
+    claim(as_json, overwrite, folder=out_dir, ignore=EMBEDDING_CACHE)
     from faceforge.core.files import atomic_write_json
     from faceforge.evaluate.erc import error_vs_reject
     from faceforge.evaluate.inputs import load_embedding_set
@@ -661,7 +662,7 @@ def split(root: Path = typer.Argument(..., help="aligned dataset: ROOT/<identity
           max_same: Optional[int] = typer.Option(None, "--max-same-pairs", help="per identity"),
           overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Identity-disjoint train/val/test lists and val/test verification pairs."""
-    claim(as_json, overwrite, output / "train.txt")
+    claim(as_json, overwrite, folder=output)
     from faceforge.io.splits import identity_split, verification_pairs, write_list, write_pairs
     try:
         parts = identity_split(root, {"val": val, "test": test, "train": 1.0}, seed, min_images)
@@ -740,7 +741,8 @@ def quality_train(folder: Path = typer.Argument(..., help="labelled faces: FOLDE
                   mapping: str = typer.Option("label-range", "--score-mapping", help="label-range | unit (the reference's clip(p, 0, 1)·100)"),
                   overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Fit the quality regressor on a labelled folder (labels: leave-one-out identity centres)."""
-    claim(as_json, overwrite, output.with_suffix(".cbm"))
+    from faceforge.quality.estimator import estimator_paths
+    claim(as_json, overwrite, *estimator_paths(output))
     from faceforge.quality.workflow import train_from_folder
     try:
         est, data = train_from_folder(_pipeline(detector, model, device, batch_size), folder, kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -30,13 +31,18 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file beside `path`, fsync, then rename over it. The file gets
-    the permissions a plain open() would give (0666 less the umask), not mkstemp's 0600."""
+    """Write to a temporary file beside `path`, fsync, then rename over it. A file that is
+    replaced keeps its permissions; a new one gets those a plain open() would give (0666
+    less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        perms = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        perms = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, perms)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -97,11 +103,20 @@ def open_regular(path: str | Path) -> BinaryIO:
 
 def read_regular(path: str | Path) -> bytes:
     """The bytes of a regular file (see open_regular)."""
+    return b"".join(iter_regular(path))
+
+
+def iter_regular(path: str | Path, block: int = 1 << 20) -> Iterator[bytes]:
+    """A regular file's bytes in blocks; a read error is a FileAccessError too."""
     with open_regular(path) as fh:
-        try:
-            return fh.read()
-        except OSError as exc:
-            raise _access_error(exc, path) from None
+        while True:
+            try:
+                data = fh.read(block)
+            except OSError as exc:
+                raise _access_error(exc, path) from None
+            if not data:
+                return
+            yield data
 
 
 def path_text(path: str | Path) -> str:
@@ -122,16 +137,33 @@ def text_path(text: str | Path) -> Path:
     return Path(os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 16)]), os.fsencode(text))))
 
 
-def claim_output(path: str | Path, overwrite: bool = False, folder: bool = False) -> Path:
+def safe_filename(name: str, limit: int = 120) -> str:
+    """`name` as one file-name component: separators, NUL and control characters become `_`,
+    `.`/`..`/empty are prefixed, long names are cut; whenever anything changed, a short hash of
+    the original keeps two different names apart. Names are data: they never choose a folder."""
+    clean = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name)
+    if clean in ("", ".", ".."):
+        clean = "_" + clean
+    if len(clean.encode("utf-8", "surrogateescape")) > limit:
+        clean = clean.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
+    if clean != name:
+        clean += "-" + hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return clean
+
+
+def claim_output(path: str | Path, overwrite: bool = False, folder: bool = False,
+                 ignore: tuple[str, ...] = ()) -> Path:
     """Make sure writing `path` destroys nothing the user did not ask to replace: an existing
-    file (or, with `folder=True`, a non-empty folder) is refused unless `overwrite`; a folder
-    where a file is wanted, or a file where a folder is wanted, is always refused. Nothing is
-    deleted here: with `overwrite` the command's own atomic writes replace what they write."""
+    file (or, with `folder=True`, a folder holding anything but names matching `ignore`) is
+    refused unless `overwrite`; a folder where a file is wanted, or a file where a folder is
+    wanted, is always refused. Nothing is deleted here: with `overwrite` the command's own
+    atomic writes replace what they write."""
     path = Path(path)
     if folder:
         if path.exists() and not path.is_dir():
             raise OutputExistsError("is a file; the output must be a folder", path)
-        if path.is_dir() and any(path.iterdir()) and not overwrite:
+        held = [p for p in path.iterdir() if not any(p.match(g) for g in ignore)] if path.is_dir() else []
+        if held and not overwrite:
             raise OutputExistsError("the output folder exists and is not empty: choose another output "
                                     "or pass --overwrite to write into it", path)
         return path

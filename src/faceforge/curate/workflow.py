@@ -10,14 +10,13 @@ unclustered.txt, summary.json, optionally links/<NNNNN>/....
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.core.files import atomic_write_json, atomic_write_text
+from faceforge.core.files import atomic_write_json, atomic_write_text, safe_filename, text_path
 from faceforge.curate.cluster import assign_new, cluster_embeddings
 from faceforge.curate.graph_filter import (
     METHODS as GRAPH_METHODS, REFERENCE_MARGIN, filter_dataset, identity_rows, scaled_margin,
@@ -44,9 +43,10 @@ def _models(table: pa.Table) -> list[str]:
 
 
 def _links(root: Path, groups: dict[str, list[str]]) -> None:
-    """root/<group>/<file name> → the original image, made unique with a counter; never a copy."""
+    """root/<group>/<file name> → the original image, made unique with a counter; never a copy.
+    A group (an identity name) becomes one safe folder name, whatever characters it holds."""
     for group, paths in groups.items():
-        d = root / group.replace(os.sep, "_")
+        d = root / safe_filename(group)
         d.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
         for p in paths:
@@ -55,7 +55,7 @@ def _links(root: Path, groups: dict[str, list[str]]) -> None:
             link = d / (name if n == 1 else f"{Path(name).stem}_{n}{Path(name).suffix}")
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(Path(p.split("#")[0]).resolve())
+            link.symlink_to(text_path(p.split("#")[0]).resolve())
 
 
 def _check_output(path: Path, out: Path) -> None:

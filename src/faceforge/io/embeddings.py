@@ -61,6 +61,9 @@ def embedding_matrix(table: pa.Table) -> np.ndarray:
     return flat.reshape(len(col), -1)
 
 
+REPLACING = ".replaces-output"  # in the parts folder: this run replaces the output (--overwrite)
+
+
 def file_state(path: str | Path) -> dict:
     """Size and modification time of a file (empty when it cannot be stat'ed): a skipped
     file whose state changed is tried again."""
@@ -82,7 +85,9 @@ class EmbeddingWriter:
     again when it was unreadable (permission denied, an I/O error) or has changed since.
 
     The output must be ours: if it (or an interrupted run's parts) holds another model's or
-    another detector's rows, the writer refuses, unless `overwrite`, which starts afresh.
+    another detector's rows, the writer refuses, unless `overwrite`. Overwriting replaces the
+    output only when the new run closes: until then the old file stays, the parts folder is
+    marked as replacing it, and a rerun of the interrupted command resumes the replacement.
     """
 
     def __init__(self, out: str | Path, chunk_size: int = 256, quality: bool = False, model: str | None = None,
@@ -95,21 +100,31 @@ class EmbeddingWriter:
         self._rows: list[dict] = []
         self._done: set[str] = set()
         self._skips: dict[str, dict] = {}
-        self._n_parts = 0
         if self.out.is_dir():
             raise OutputExistsError("is a folder; the output must be a .parquet file path", self.out)
-        if overwrite:
-            for p in (self.out, self.skips_path):
-                p.unlink(missing_ok=True)
+        marker = self.parts / REPLACING
+        if overwrite and not marker.exists():  # a new replacement: the old run's work in progress goes
             shutil.rmtree(self.parts, ignore_errors=True)
-        tables = [read_embeddings(self.out)] if self.out.exists() else []
-        if self.parts.is_dir():
-            for part in sorted(self.parts.glob("part-*.parquet")):
-                tables.append(pq.read_table(part))
-                self._n_parts += 1
-        for t in tables:
-            self._check_ours(t, model, detector)
-            self._done.update(t.column("path").to_pylist())
+            self.skips_path.unlink(missing_ok=True)
+            self.parts.mkdir(parents=True)
+            marker.touch()
+        self.replacing = marker.exists()
+        if self.out.exists() and not self.replacing:
+            table = read_embeddings(self.out)
+            self._check_ours(table, model, detector)
+            self._done.update(table.column("path").to_pylist())
+        merged = set(self._done)
+        for part in sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []:
+            cols = [c for c in ("path", "model", "detector") if c in pq.read_schema(part).names]
+            table = pq.read_table(part, columns=cols)
+            paths = set(table.column("path").to_pylist())
+            if merged and paths <= merged:  # merged into the output already (a kill during close)
+                part.unlink()
+                continue
+            self._check_ours(table, model, detector)
+            self._done.update(paths)
+        numbers = [int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")] if self.parts.is_dir() else []
+        self._n_parts = max(numbers, default=-1) + 1  # the next part never replaces one
         if self.skips_path.exists():
             for line in self.skips_path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -187,7 +202,7 @@ class EmbeddingWriter:
         skip log keeps one line per file still skipped."""
         self.flush(complete=True)
         self._close_skips()
-        tables = [read_embeddings(self.out)] if self.out.exists() else []
+        tables = [read_embeddings(self.out)] if self.out.exists() and not self.replacing else []
         if self.parts.is_dir():
             tables += [pq.read_table(p) for p in sorted(self.parts.glob("part-*.parquet"))]
         merged = pa.concat_tables([t.cast(self.schema) for t in tables]) if tables else self.schema.empty_table()

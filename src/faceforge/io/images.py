@@ -57,15 +57,18 @@ def decode_image(data: bytes, source: str | Path) -> np.ndarray:
     if not data:
         raise ImageReadError("file is empty", source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # the size is judged below, not by the warning filters
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
+                if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                    raise ImageTooLargeError(f"image too large: {im.width}×{im.height} is over "
+                                             f"{Image.MAX_IMAGE_PIXELS} pixels", source)
                 im.load()  # decode now so truncation surfaces here
                 im = ImageOps.exif_transpose(im)
                 return _to_rgb(im)
     except UnidentifiedImageError:
         raise ImageReadError("not an image file (unknown format)", source) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image too large: {exc}", source) from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc) or type(exc).__name__

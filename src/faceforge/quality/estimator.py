@@ -57,7 +57,8 @@ def to_score(prediction: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.nda
     return np.rint(np.clip(p, 0.0, 1.0) * 100).astype(np.int32)
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
+def estimator_paths(path: str | Path) -> tuple[Path, Path]:
+    """The .cbm model and the .json manifest an estimator path names."""
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".cbm", ".json") else p
     return stem.with_name(stem.name + ".cbm"), stem.with_name(stem.name + ".json")
@@ -106,7 +107,7 @@ class QualityEstimator:
         return to_score(prediction, lo, hi)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
-        cbm, js = _paths(path)
+        cbm, js = estimator_paths(path)
         cbm.parent.mkdir(parents=True, exist_ok=True)
         tmp = cbm.with_name(cbm.name + ".tmp")
         self.model.save_model(str(tmp), format="cbm")
@@ -117,7 +118,7 @@ class QualityEstimator:
     @classmethod
     def load(cls, path: str | Path) -> "QualityEstimator":
         from catboost import CatBoostError, CatBoostRegressor
-        cbm, js = _paths(path)
+        cbm, js = estimator_paths(path)
         for p in (cbm, js):
             if not p.is_file():
                 raise ModelLoadError("quality estimator file not found (needs both .cbm and .json)", p)

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.core.files import open_regular, path_text
+from faceforge.core.files import iter_regular, path_text
 from faceforge.core.progress import progress
 from faceforge.io.embeddings import embedding_matrix, face_keys, read_embeddings
 from faceforge.io.images import list_images
@@ -25,9 +25,8 @@ from faceforge.search.gallery import NO_QUALITY, Gallery, Records, content_key, 
 def content_hash(path: str | Path) -> str:
     """sha256 of a regular file's bytes (a FIFO or device is refused, never waited on)."""
     h = hashlib.sha256()
-    with open_regular(path) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for block in iter_regular(path):
+        h.update(block)
     return h.hexdigest()
 
 
