@@ -185,7 +185,7 @@ def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(tmp_path,
     photos = [p for person in ("obama", "biden", "kit_harington", "rose_leslie") for p in
               sorted(need(TRAIN / person).iterdir())]
     tests = sorted(TEST.iterdir())
-    answers = {}
+    answers, largest = {}, {}
     for mode, kw in (("serial", {"serial": True}), ("pool", {"max_batch": 4})):
         pipes = [pipeline] if mode == "serial" else [pipeline, FacePipeline(detector="yunet", embedder="sface",
                                                                              device="cpu")]
@@ -202,8 +202,10 @@ def test_concurrent_requests_are_batched_and_answered_as_one_at_a_time(tmp_path,
                                                r.json().get("faces", [])]
             with ThreadPoolExecutor(8) as ex:
                 answers[mode] = sorted(ex.map(ask, tests * 4))
+            largest[mode] = app.state.pool.largest_batch
         g.close()
     assert answers["pool"] == answers["serial"]
+    assert largest["serial"] == 1 and largest["pool"] > 1, largest  # concurrent requests were batched
     assert {a[0] for a in answers["pool"] if a[1] == 200} == {f.name for f in tests}
 
 
@@ -221,6 +223,25 @@ def test_a_full_queue_is_refused_at_once(pipeline):
     assert refused >= 3 and 1 <= len(accepted) <= 3
     assert all(len(f.result(timeout=60).faces) >= 2 for f in accepted)  # what was accepted is served
     pool.close()
+    with pytest.raises(PoolBusy, match="shutting down"):
+        pool.submit(Job(image, "all"))
+
+
+def test_one_bad_job_does_not_fail_its_batch(pipeline):
+    from faceforge.io.images import load_image
+    from faceforge.serve.workers import Job, ModelPool
+    good = load_image(TEST / "obama1.jpg")
+    pool = ModelPool([pipeline], search=lambda *a: [], max_batch=8, max_queue=8)
+    futures = [pool.submit(Job(im, "all")) for im in (good, np.zeros((10, 10), np.uint8), good)]  # a 2-D array
+    assert len(futures[0].result(timeout=60).faces) == 1 and len(futures[2].result(timeout=60).faces) == 1
+    with pytest.raises(Exception, match="H×W×3"):
+        futures[1].result(timeout=60)
+    pool.close()
+
+
+def test_the_old_delete_route_says_where_it_went(client):
+    r = client.delete("/identities/alice", headers=AUTH)
+    assert r.status_code == 410 and "identity=" in r.json()["error"]["message"]
 
 
 def free_port() -> int:

@@ -43,7 +43,8 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
 
     try:
         g = open_gallery(gallery, collection=collection, token=milvus_token)
-        pipe = _pipeline(detector, model or g.model or "sface", device, batch_size)
+        spec = model or g.model or "sface"  # as given (an onnx:PATH keeps its whole path)
+        pipe = _pipeline(detector, spec, device, batch_size)
         thr = resolve_threshold(pipe, threshold, eval_json, fpr)
         if not token:
             token = secrets.token_urlsafe(24)
@@ -53,7 +54,7 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
                                  max_pixels=int(max_megapixels * 1e6), k=k, max_batch=max_batch,
                                  max_queue=max_queue, serial=serial)
         n_workers = 1 if serial else workers  # a pipeline per worker thread
-        extra = [FacePipeline(detector=detector, embedder=pipe.embedder.name, device=device, batch_size=batch_size)
+        extra = [FacePipeline(detector=detector, embedder=spec, device=device, batch_size=batch_size)
                  for _ in range(n_workers - 1)]
         app = create_app(g, [pipe, *extra], settings)
     except FaceForgeError as exc:

@@ -12,6 +12,7 @@ fields, query parameters or JSON bodies, never in the URL path.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -24,6 +25,7 @@ from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -151,7 +153,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
     pipelines = [pipeline] if isinstance(pipeline, FacePipeline) else list(pipeline)
     model = pipelines[0].embedder.name
     gallery_lock = threading.Lock()  # the gallery client is used by one thread at a time
-    serial_lock = threading.Lock()
+    serial_lock = asyncio.Lock()     # awaited, so a waiting request holds no thread
     pool = ModelPool(pipelines, gallery_search(gallery, gallery_lock, settings.threshold, model),
                      max_batch=settings.max_batch, max_queue=settings.max_queue)
 
@@ -163,6 +165,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
     app = FastAPI(title="FaceForge", version="1", lifespan=lifespan,
                   description="Face verification and identification against a gallery. "
                   "Send `Authorization: Bearer <token>`.")
+    app.state.pool = pool  # for inspection (tests, monitoring)
     bearer = HTTPBearer(auto_error=False)
 
     def _check(cred: HTTPAuthorizationCredentials | None) -> None:
@@ -176,12 +179,12 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
         if not settings.public_reads:
             _check(cred)
 
-    def one_at_a_time():
-        """With `serial`, a request holds the service from reading its body to its answer."""
+    async def one_at_a_time():
+        """With `serial`, a request holds the service from decoding its upload to its answer."""
         if not settings.serial:
             yield
             return
-        with serial_lock:
+        async with serial_lock:
             yield
 
     @app.exception_handler(HTTPException)
@@ -205,97 +208,115 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
     async def _unexpected(_request: Request, exc: Exception):
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def read_upload(upload: UploadFile, field: str) -> tuple[bytes, np.ndarray]:
-        """The uploaded bytes and the decoded image; the dimensions are checked from the
-        header first, so nothing over the limits is ever decoded."""
-        data = upload.file.read()
-        name = f"{field} ({upload.filename or 'upload'})"
+    def decode(data: bytes, name: str) -> np.ndarray:
+        """The decoded image; the dimensions are checked from the header first, so nothing
+        over the limits is ever decoded."""
         try:
             w, h = image_size(data, name)
             if w * h > settings.max_pixels or max(w, h) > settings.max_side:
                 raise ImageTooLargeError(f"{w}×{h} exceeds the limit ({settings.max_pixels} pixels, "
                                          f"{settings.max_side} per side)", name)
-            return data, decode_image(data, name)
+            return decode_image(data, name)
         except ImageTooLargeError as exc:
             raise ApiError(413, "image_too_large", str(exc)) from None
         except FaceForgeError as exc:
             raise ApiError(422, "not_an_image", str(exc)) from None
 
-    def submit(image: np.ndarray, select: str, **kw):
+    async def read_upload(upload: UploadFile, field: str) -> tuple[bytes, np.ndarray]:
+        """The uploaded bytes and the image, decoded in a worker thread (never on the loop)."""
+        data = await upload.read()
+        return data, await run_in_threadpool(decode, data, f"{field} ({upload.filename or 'upload'})")
+
+    def submit(image: np.ndarray, select: str, **kw) -> asyncio.Future:
+        """Queue a job for the model pool; the answer is awaited, so a waiting request holds
+        no thread, and a full queue is refused at once."""
         try:
-            return pool.submit(Job(image, select, **kw))
+            return asyncio.wrap_future(pool.submit(Job(image, select, **kw)))
         except PoolBusy as exc:
             raise ApiError(503, "busy", f"the service is busy ({exc}); retry shortly") from None
 
-    def faces(future, field: str) -> JobResult:
-        res = future.result()
+    async def faces(future: asyncio.Future, field: str) -> JobResult:
+        res = await future
         if res is None:
             raise ApiError(422, "no_face", f"{field}: no face found")
         return res
 
+    async def in_gallery(fn, *args):
+        """A gallery call, in a worker thread, one at a time."""
+        def locked():
+            with gallery_lock:
+                return fn(*args)
+        return await run_in_threadpool(locked)
+
     @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> Health:
+    async def health() -> Health:
         """Liveness and what is served (no token needed)."""
         return Health(status="ok", model=model, gallery=gallery.uri, backend=gallery.backend, dim=gallery.dim)
 
     @app.post("/verify", response_model=VerifyResult, tags=["faces"],
               dependencies=[Depends(need_read), Depends(one_at_a_time)])
-    def verify(a: UploadFile = File(..., description="first photo"),
-               b: UploadFile = File(..., description="second photo")) -> VerifyResult:
+    async def verify(a: UploadFile = File(..., description="first photo"),
+                     b: UploadFile = File(..., description="second photo")) -> VerifyResult:
         """Are the largest faces of two photos the same person?"""
-        fa, fb = (submit(read_upload(u, n)[1], "largest") for u, n in ((a, "a"), (b, "b")))
-        ea, eb = faces(fa, "a").embeddings[0], faces(fb, "b").embeddings[0]
+        ia, ib = (await read_upload(a, "a"))[1], (await read_upload(b, "b"))[1]
+        fa = submit(ia, "largest")
+        fb = submit(ib, "largest")
+        ea, eb = (await faces(fa, "a")).embeddings[0], (await faces(fb, "b")).embeddings[0]
         score = float(np.dot(ea, eb))
         return VerifyResult(score=score, threshold=settings.threshold, same_person=score >= settings.threshold,
                             model=model)
 
     @app.post("/identify", response_model=IdentifyResult, tags=["gallery"],
               dependencies=[Depends(need_read), Depends(one_at_a_time)])
-    def identify_faces(image: UploadFile = File(..., description="a photo"),
-                       k: int = Query(settings.k, ge=1, le=100, description="top-K majority vote"),
-                       min_quality: Optional[float] = Query(None, ge=0, le=100,
-                                                            description="search only records of this quality")
-                       ) -> IdentifyResult:
+    async def identify_faces(image: UploadFile = File(..., description="a photo"),
+                             k: int = Query(settings.k, ge=1, le=100, description="top-K majority vote"),
+                             min_quality: Optional[float] = Query(None, ge=0, le=100,
+                                                                  description="search only records of this quality")
+                             ) -> IdentifyResult:
         """Who are the faces in this photo? 'unknown' below the threshold."""
-        res = faces(submit(read_upload(image, "image")[1], "all", identify=True, k=k, min_quality=min_quality),
-                    "image")
+        img = (await read_upload(image, "image"))[1]
+        res = await faces(submit(img, "all", identify=True, k=k, min_quality=min_quality), "image")
         return IdentifyResult(threshold=settings.threshold, k=k, faces=[
             FaceResult(box=[float(x) for x in f.box], det_score=float(f.score), **d.to_dict(with_hits=False))
             for f, d in zip(res.faces, res.decisions)])
 
     @app.post("/enrol", response_model=EnrolResult, tags=["gallery"],
               dependencies=[Depends(need_write), Depends(one_at_a_time)])
-    def enrol(image: UploadFile = File(..., description="a photo of one person (its largest face is used)"),
-              identity: str = Form(..., min_length=1, max_length=MAX_IDENTITY,
-                                   description="any text; it is stored as given")) -> EnrolResult:
+    async def enrol(image: UploadFile = File(..., description="a photo of one person (its largest face is used)"),
+                    identity: str = Form(..., min_length=1, max_length=MAX_IDENTITY,
+                                         description="any text; it is stored as given")) -> EnrolResult:
         """Add the largest face of a photo to an identity (the same photo twice is stored once)."""
-        data, img = read_upload(image, "image")
-        embs = faces(submit(img, "largest"), "image").embeddings
+        data, img = await read_upload(image, "image")
+        embs = (await faces(submit(img, "largest"), "image")).embeddings
         path = f"upload/{hashlib.sha256(data).hexdigest()[:16]}"
-        with gallery_lock:
-            added = gallery.add(Records([identity], [path], [content_key(path, data)], [0], embs[:1]), model)
+        added = await in_gallery(gallery.add, Records([identity], [path], [content_key(path, data)], [0], embs[:1]),
+                                 model)
         return EnrolResult(identity=identity, faces_added=added, already_enrolled=added == 0)
 
     @app.delete("/identities", response_model=DeleteResult, tags=["gallery"],
                 dependencies=[Depends(need_write), Depends(one_at_a_time)])
-    def delete_identity(identity: str = Query(..., min_length=1, max_length=MAX_IDENTITY,
-                                              description="the identity, as enrolled")) -> DeleteResult:
+    async def delete_identity(identity: str = Query(..., min_length=1, max_length=MAX_IDENTITY,
+                                                    description="the identity, as enrolled")) -> DeleteResult:
         """Remove every face of an identity."""
-        with gallery_lock:
-            n = gallery.delete_identity(identity)
+        n = await in_gallery(gallery.delete_identity, identity)
         if n == 0:
             raise ApiError(404, "not_found", f"no identity {identity!r} in the gallery")
         return DeleteResult(identity=identity, deleted=n)
 
     @app.post("/identities/rename", response_model=RenameResult, tags=["gallery"],
               dependencies=[Depends(need_write), Depends(one_at_a_time)])
-    def rename_identity(req: RenameRequest = Body(...)) -> RenameResult:
+    async def rename_identity(req: RenameRequest = Body(...)) -> RenameResult:
         """Move every face of `old` to `new` (merging into `new` if it exists)."""
-        with gallery_lock:
-            n = gallery.rename_identity(req.old, req.new)
+        n = await in_gallery(gallery.rename_identity, req.old, req.new)
         if n == 0:
             raise ApiError(404, "not_found", f"no identity {req.old!r} in the gallery")
         return RenameResult(old=req.old, new=req.new, moved=n)
+
+    @app.delete("/identities/{anything:path}", include_in_schema=False)
+    async def moved_delete(anything: str):
+        """The first version's route: an identity in the URL path could not hold '/'."""
+        raise ApiError(410, "moved", "DELETE /identities/{identity} is gone: send DELETE "
+                       "/identities?identity=<name> (the name as a query parameter)")
 
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
     return app

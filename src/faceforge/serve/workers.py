@@ -26,7 +26,7 @@ from faceforge.vision.face import Face
 
 
 class PoolBusy(Exception):
-    """The queue is full: more requests are waiting than the pool accepts."""
+    """The queue is full (more requests are waiting than the pool accepts), or it is closed."""
 
 
 @dataclass
@@ -69,8 +69,10 @@ class ModelPool:
         if not pipelines:
             raise ValueError("a model pool needs at least one pipeline")
         self.max_batch = max(1, int(max_batch))
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, int(max_queue)))
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=max(1, int(max_queue)))
         self._search = search
+        self._closed = threading.Event()
+        self.largest_batch = 0  # the most jobs one worker has served in one pass
         if len(pipelines) > 1:
             share_cores(len(pipelines))
         self._threads = [threading.Thread(target=self._work, args=(p,), name=f"faceforge-model-{i}", daemon=True)
@@ -79,6 +81,8 @@ class ModelPool:
             t.start()
 
     def submit(self, job: Job) -> Future:
+        if self._closed.is_set():
+            raise PoolBusy("the service is shutting down")
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -90,34 +94,44 @@ class ModelPool:
         return self.submit(job).result()
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        """Stop taking jobs, let the workers finish the batches they hold, and answer every
+        job still waiting with PoolBusy (none is left unanswered)."""
+        self._closed.set()
         for t in self._threads:
             t.join(timeout=30)
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            job.future.set_exception(PoolBusy("the service is shutting down"))
 
     def _take(self) -> list[Job] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        jobs = [first]
-        while len(jobs) < self.max_batch:
+        while not self._closed.is_set():
             try:
-                nxt = self._queue.get_nowait()
+                jobs = [self._queue.get(timeout=0.2)]
             except queue.Empty:
-                break
-            if nxt is None:  # closing: finish this batch, then stop
-                self._queue.put(None)
-                break
-            jobs.append(nxt)
-        return jobs
+                continue
+            while len(jobs) < self.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            return jobs
+        return None
 
     def _work(self, pipeline: FacePipeline) -> None:
         while (jobs := self._take()) is not None:
+            self.largest_batch = max(self.largest_batch, len(jobs))
             try:
                 self._serve(pipeline, jobs)
-            except BaseException as exc:  # every waiting request gets the error, the worker goes on
+            except Exception:  # one bad job must not fail the others: serve them one by one
                 for j in jobs:
-                    if not j.future.done():
+                    if j.future.done():
+                        continue
+                    try:
+                        self._serve(pipeline, [j])
+                    except Exception as exc:
                         j.future.set_exception(exc)
 
     def _serve(self, pipeline: FacePipeline, jobs: list[Job]) -> None:
