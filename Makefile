@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.faceforge-installed
 
 install: $(STAMP)
 
-# torch is pinned to 2.13.0 (a CPU build is served where one is available); the MTCNN
-# weights are extracted from the facenet-pytorch wheel into src/faceforge/_data/mtcnn/.
-$(STAMP): pyproject.toml
+# Exact versions come from constraints.txt (torch 2.14.1 + torchvision 0.29.1, so that timm
+# runs); the MTCNN weights are extracted from the facenet-pytorch wheel into src/faceforge/_data/mtcnn/.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[all,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[all,test]'
 	$(VENV)/bin/faceforge install-weights
 	touch $(STAMP)
 
