@@ -1,4 +1,4 @@
-"""BatchNorm-statistics fine-tuning of dlib-r29 (SPEC §5) on LFW, in the SPEC §5 table format.
+"""BatchNorm-statistics fine-tuning of dlib-r29 on LFW, in the reference's table format.
 
 dlib-r29's statistics were measured on CelebA faces (the baseline). Each variant re-estimates
 them — parameters frozen, BatchNorm in train mode, momentum 0.1, batches of 64 — on the

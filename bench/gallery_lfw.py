@@ -1,4 +1,4 @@
-"""LFW identification through a gallery (SPEC §9's table): one image of each of the 5,749
+"""LFW identification through a gallery (the reference's table): one image of each of the 5,749
 people enrolled (the first by file name), every other image (7,484) a probe; all probes are
 mated. Rank-1, and for the top-1 and top-3 decisions the precision and recall at the lowest
 threshold whose precision reaches 99.9 % (and 99.5, 99, 98 %), for sface and dlib-r29. With one
@@ -135,7 +135,7 @@ def main() -> None:
     atomic_write_json(RESULTS / "gallery_lfw.json", {
         "protocol": "LFW: gallery = the first N images (by name) of every person (N = 1: 5,749 images, one per "
                     "person; N = 3: people with fewer images are enrolled whole and never probed), probes = every "
-                    "other image; YuNet central face, median landmarks where none; SPEC §9 top-K decision",
+                    "other image; YuNet central face, median landmarks where none; top-K majority decision",
         "machine": machine(), "results": results})
 
 

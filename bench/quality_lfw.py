@@ -2,13 +2,13 @@
 
 Train: the BatchNorm-input features of dlib-r29 on the images of the training identities
 (bench/data/lfw_split/train.txt), labelled by the leave-one-out identity centre; CatBoost
-with SPEC §6 settings, early stopping on a held-out tenth of those identities.
+with the reference settings, early stopping on a held-out tenth of those identities.
 Test: every image of the all-pairs identities (allpairs_test.txt: 7,791 images, 30.3 M pairs,
 no identity in common with training). Each quality measure — QAA, detector score, face size,
 Laplacian sharpness, pose, embedding norm, SER-FIQ and random — gets
 - the error-vs-reject curve (pair quality = min of the two; threshold fixed at FMR 1e-3 and
   1e-4 on all pairs; FNMR of the genuine pairs left) with its pAUC up to 20 % and 100 %, and
-- the SPEC §6 table: TPR at FPR 1e-6…1e-1 on all pairs among the images left after dropping
+- the reference's table: TPR at FPR 1e-6…1e-1 on all pairs among the images left after dropping
   the lowest 5 % (cut = sorted(q)[⌊0.05·N⌋], keep q ≥ cut).
 Writes bench/results/quality_lfw.json and quality_lfw_erc.png.
 

@@ -85,7 +85,7 @@ def enrol(sources: list[Path] = typer.Argument(..., help="folders (identity = su
 @gallery_app.command("identify")
 def identify(sources: list[Path] = typer.Argument(..., help="images, folders of images, or video files"),
              gallery: str = GalleryOpt, collection: str = CollectionOpt, token: str = TokenOpt,
-             k: int = typer.Option(1, "--k", min=1, help="top-K majority vote (SPEC §9)"),
+             k: int = typer.Option(1, "--k", min=1, help="top-K majority vote"),
              threshold: Optional[float] = typer.Option(None, "--threshold", help="accept when score ≥ this"),
              eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="take the threshold from this "
                                                       "evaluation result (faceforge eval ... metrics.json)"),

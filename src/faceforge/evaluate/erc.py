@@ -1,4 +1,4 @@
-"""Error-versus-reject curves for quality scores (SPEC §6).
+"""Error-versus-reject curves for quality scores.
 
 A pair's quality is the lower of its two images'. The decision threshold is fixed once, at
 the target FMR on all pairs (accept if score > t, as in tpr_at_fpr); then the lowest-quality
@@ -59,7 +59,7 @@ def _pauc(x: np.ndarray, y: np.ndarray, upto: float) -> float:
 
 def filtering_efficiency(fnmr_before: float, fnmr_after: float, discarded_percent: float,
                          target: float = 0.01) -> float:
-    """η = (target − FNMR_after) / target · 100 / p, SPEC §6 (at FNMR 1 %)."""
+    """η = (target − FNMR_after) / target · 100 / p (at FNMR 1 %)."""
     if discarded_percent <= 0:
         raise FaceForgeError("efficiency needs a positive discarded percentage")
     return (target - fnmr_after) / target * 100.0 / discarded_percent

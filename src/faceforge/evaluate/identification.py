@@ -1,6 +1,6 @@
 """Identification metrics on L2-normalised embeddings (cosine = dot product).
 
-identification_with_distractors (SPEC §10): positives are all same-identity query pairs;
+identification_with_distractors: positives are all same-identity query pairs;
 negatives all cross-identity query pairs plus every query × distractor pair; for a target
 FPR the threshold is F[min(⌊fpr·|F|⌋, |F| − 1)] of the negatives sorted descending, and
 TPR = mean(positives ≥ threshold).
@@ -11,7 +11,7 @@ score is > t; TPIR(t) = share of mated probes whose mate score is > t *and* beat
 non-mate (a tie with a non-mate is a miss). CMC rank-r = share of mated probes whose mate
 ranks ≤ r among identities, ties counted against the mate.
 
-topk_decisions (SPEC §9): the majority identity among the top K gallery hits; for K > 1 its
+topk_decisions: the majority identity among the top K gallery hits; for K > 1 its
 score is the mean of its ⌊K/2⌋ best similarities (no decision with fewer hits), for K = 1
 the top similarity; accepted if score ≥ threshold. Precision = correct / accepted, recall =
 correct / all queries.
@@ -187,7 +187,7 @@ class TopKDecisions:
 
 def topk_decisions(gallery: np.ndarray, gallery_labels, queries: np.ndarray, query_labels, k: int,
                    block: int = 2048) -> TopKDecisions:
-    """SPEC §9 decisions for every query; queries go in blocks (memory block × gallery)."""
+    """Top-K majority decisions for every query; queries go in blocks (memory block × gallery)."""
     g = _checked_matrix(gallery, "gallery")
     q = _checked_matrix(queries, "queries", g.shape[1])
     gl, ql = np.asarray(gallery_labels), np.asarray(query_labels)

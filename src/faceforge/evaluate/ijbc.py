@@ -1,4 +1,4 @@
-"""IJB-C / IJB-B 1:1 template verification from the official files (SPEC §12).
+"""IJB-C / IJB-B 1:1 template verification from the official files.
 
 Layout, as the dataset is distributed:
 

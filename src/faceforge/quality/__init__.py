@@ -1,4 +1,4 @@
-"""Face image quality (SPEC §6): BatchNorm-input features, labels, the CatBoost estimator,
+"""Face image quality: BatchNorm-input features, labels, the CatBoost estimator,
 scoring in the embedding's forward pass, baselines, filtering."""
 from faceforge.quality.estimator import QualityEstimator, train_estimator
 from faceforge.quality.features import BNInputFeatures

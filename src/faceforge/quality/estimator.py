@@ -1,4 +1,4 @@
-"""The quality regressor (SPEC §6): CatBoost on BatchNorm-input features → a score 0..100.
+"""The quality regressor: CatBoost on BatchNorm-input features → a score 0..100.
 
 A trained estimator is two files side by side: `<name>.cbm` (CatBoost's own format, no
 pickle) and `<name>.json`, a manifest of what the features mean — backbone name, a
@@ -6,7 +6,7 @@ fingerprint of its weights, the BatchNorm layers in forward order and the featur
 Features from any other network (or the same one with other weights or statistics) would
 be silently meaningless, so `QualityEstimator.check` refuses them.
 
-Scores: SPEC §6 maps a prediction p to round(clip(p, 0, 1)·100) (mapping "unit"). That
+Scores: the reference recipe maps a prediction p to round(clip(p, 0, 1)·100) (mapping "unit"). That
 assumes labels spread over 0..1, as ArcFace-style cosines do; a network whose embeddings
 share a narrow cone (dlib-r29: leave-one-out labels 0.94–0.99 on LFW) then gets five
 distinct scores, and dropping "the lowest 5 %" becomes a tie-break. The default mapping
@@ -31,7 +31,7 @@ from faceforge.core.files import atomic_write_json
 FORMAT = "faceforge-quality"
 VERSION = 1
 
-# SPEC §6; early stopping on a held-out identity split decides how many of the iterations count.
+# The reference recipe's settings; early stopping on a held-out identity split decides how many of the iterations count.
 CATBOOST_DEFAULTS = {"depth": 10, "l2_leaf_reg": 2, "iterations": 2500, "learning_rate": 0.03,
                      "loss_function": "RMSE"}
 

@@ -1,4 +1,4 @@
-"""Quality features from BatchNorm inputs (SPEC §6), collected in the embedding's own
+"""Quality features from BatchNorm inputs, collected in the embedding's own
 forward pass.
 
 A forward hook on every 2-D BatchNorm sees the layer's input x (B×C×H×W). For each image,

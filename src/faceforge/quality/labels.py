@@ -1,4 +1,4 @@
-"""Regression targets for the quality estimator (SPEC §6): how close each image's embedding
+"""Regression targets for the quality estimator: how close each image's embedding
 lies to its identity's centre.
 
 Where a trained classification head exists, the centre is the head's weight row for the

@@ -147,7 +147,7 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
 
 
 def quality_cut(quality: np.ndarray, drop_percent: float | None = None, min_score: float | None = None) -> float:
-    """SPEC §6: cut = sorted(q)[⌊N·p/100⌋], keep q ≥ cut (ties at the cut are kept)."""
+    """Dropping the lowest p %: cut = sorted(q)[⌊N·p/100⌋], keep q ≥ cut (ties at the cut are kept)."""
     q = np.sort(np.asarray(quality, dtype=np.float64))
     if (drop_percent is None) == (min_score is None):
         raise FaceForgeError("give exactly one of a percentage to drop or a minimum score")

@@ -1,5 +1,5 @@
 """Galleries: enrolled faces in Milvus (a Milvus Lite folder by default, a server or cluster by
-URI) or FAISS in process, one interface (`open_gallery`), and the SPEC §9 top-K decision."""
+URI) or FAISS in process, one interface (`open_gallery`), and the top-K majority decision."""
 from faceforge.search.decision import UNKNOWN, Decision, decide, identify, threshold_from_eval
 from faceforge.search.gallery import Gallery, GalleryError, Hit, Records, list_backends, open_gallery
 

@@ -1,5 +1,5 @@
 """The gallery interface: enrolled faces (vector + identity, source path, quality, model) in a
-vector store, searched by cosine (inner product of L2-normalised vectors, SPEC §9).
+vector store, searched by cosine (inner product of L2-normalised vectors).
 
 Backends register themselves by name; `open_gallery(uri)` picks one from the URI so the same
 code runs on a Milvus Lite file, a Milvus server or cluster, or FAISS in process:

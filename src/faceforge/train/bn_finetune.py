@@ -1,4 +1,4 @@
-"""BatchNorm-statistics fine-tuning (SPEC §5): every parameter frozen, only the BatchNorm
+"""BatchNorm-statistics fine-tuning: every parameter frozen, only the BatchNorm
 running means and variances move, re-estimated on the target data, optionally mixed with
 pure-noise images, blurred images and face-free images.
 
@@ -300,7 +300,7 @@ class BNFinetuner:
                 "output": str(self.out)}
 
 
-# ---- diagnostics (SPEC §5) ------------------------------------------------------------
+# ---- diagnostics ------------------------------------------------------------
 def bn_relative_change(before: nn.Module, after: nn.Module) -> dict[str, np.ndarray]:
     """Per BatchNorm layer ‖P1 − P0‖ / ‖P0‖ of running mean and running var, in module order."""
     a, b = batchnorms(before), batchnorms(after)

@@ -109,7 +109,7 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
 
 
 def build_bn_finetuner(cfg: dict, **overrides):
-    """BatchNorm fine-tuning from YAML (SPEC §5):
+    """BatchNorm fine-tuning from YAML:
 
         model: {backbone: dlib-r29, weights: null}
         data:  {root: aligned/, list: null}          # crops at the backbone's input size
