@@ -30,6 +30,14 @@ def test_help_and_models():
     assert {"yunet", "mtcnn", "dlib"} <= set(run("models", "--json")["detectors"])
 
 
+@pytest.mark.parametrize("module", ["faceforge", "faceforge.cli.main"])
+def test_python_dash_m_knows_every_command(module):
+    for group in ("quality", "curate", "gallery", "eval"):
+        res = subprocess.run([sys.executable, "-m", module, group, "--help"], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0 and "Usage" in res.stdout, (module, group, res.stderr[-500:])
+
+
 def test_detect_json_with_bad_files(junk_dir, two_faces_jpg):
     out = run("detect", str(two_faces_jpg), str(junk_dir / "truncated.jpg"), str(junk_dir / "coffee.png"), "--json")
     assert len(out[0]["faces"]) == 2 and len(out[0]["faces"][0]["landmarks"]) == 5

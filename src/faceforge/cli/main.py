@@ -725,9 +725,6 @@ def install_weights() -> None:
     out.print(f"MTCNN weights in {install_mtcnn_weights()}")
 
 
-if __name__ == "__main__":
-    app()
-
 
 @quality_app.command("train")
 def quality_train(folder: Path = typer.Argument(..., help="labelled faces: FOLDER/<identity>/<image>"),
@@ -899,3 +896,7 @@ def curate_cluster(embeddings: Path = typer.Argument(..., help="embeddings .parq
             s = res["scored_against_identity"]
             line += f"; vs identity: pairwise F {s['pairwise']['f']:.4f}, BCubed F {s['bcubed']['f']:.4f}, NMI {s['nmi']:.4f}"
         out.print(line)
+
+
+if __name__ == "__main__":  # after every command is registered
+    app()
