@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import typer
 
 from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, OverwriteOpt, _emit, _fail, _pipeline,
-                                  err, out)
+                                  claim, err, out)
 from faceforge.core.errors import FaceForgeError
 
 gallery_app = typer.Typer(help="Galleries of enrolled faces: Milvus Lite file (default), Milvus server, or FAISS.",
@@ -170,12 +170,9 @@ def export(output: Path = typer.Argument(..., help="output .parquet (key, identi
            gallery: str = GalleryOpt, collection: str = CollectionOpt, token: str = TokenOpt,
            overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Write every record with its vector to Parquet (readable by faceforge eval / curate)."""
-    from faceforge.core.files import atomic_write, claim_output
+    from faceforge.core.files import atomic_write
     from faceforge.search.gallery import EXPORT_SCHEMA
-    try:
-        claim_output(output, overwrite)
-    except FaceForgeError as exc:
-        _fail(exc, as_json)
+    claim(as_json, overwrite, output)
     with _open(gallery, collection, token, "flat", "cpu", as_json) as g:
         tables = list(g.iter_batches())
     table = pa.concat_tables(tables) if tables else EXPORT_SCHEMA.empty_table()

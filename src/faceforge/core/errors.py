@@ -8,10 +8,8 @@ class FaceForgeError(Exception):
     """Base class: an error caused by input or configuration, with a readable message."""
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
-        if path is None:
-            self.path = None
-        else:  # a file name that is not valid UTF-8 still prints (see core.files.path_text)
-            self.path = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        from faceforge.core.files import path_text  # files imports this module
+        self.path = None if path is None else path_text(path)  # a name that is not UTF-8 still prints
         super().__init__(f"{self.path}: {message}" if self.path else message)
         self.reason = message
 

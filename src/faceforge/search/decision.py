@@ -1,4 +1,4 @@
-"""Who is this? The top-K majority decision over a gallery's top-K hits, with a threshold that comes
+"""Who is this? The majority decision over a gallery's top-K hits, with a threshold that comes
 from an evaluation at a target false-positive rate (or is given), "unknown" below it."""
 from __future__ import annotations
 

@@ -89,10 +89,6 @@ class ModelPool:
             raise PoolBusy(f"{self._queue.maxsize} requests already waiting") from None
         return job.future
 
-    def run(self, job: Job) -> JobResult | None:
-        """Submit and wait: the result, or None when the image shows no usable face."""
-        return self.submit(job).result()
-
     def close(self) -> None:
         """Stop taking jobs, let the workers finish the batches they hold, and answer every
         job still waiting with PoolBusy (none is left unanswered)."""
