@@ -68,6 +68,8 @@ def gallery_demo(uri: Path, images: dict[str, np.ndarray], model: str, detector:
 def run_demo(out: str | Path, models: tuple[str, ...] = ("sface", "dlib-r29"), detector: str = "yunet",
              device: str = "auto", lfw: bool = True, lfw_model: str = "sface",
              lfw_folds: int | None = None) -> dict:
+    from faceforge.search.milvus_gallery import require_milvus
+    require_milvus(local=True)  # the gallery part needs the `search` extra: say so before the models run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = demo_images()

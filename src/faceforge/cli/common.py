@@ -11,12 +11,14 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True)
 out = Console()
 
 DetectorOpt = typer.Option("yunet", "--detector", "-d", help="yunet | dlib | mtcnn")
-ModelOpt = typer.Option("sface", "--model", "-m", help="sface | dlib-r29 | onnx:PATH")
+ModelOpt = typer.Option("sface", "--model", "-m",
+                        help="sface | dlib-r29 | sface+dlib-r29 | onnx:PATH | an exported model (PATH)")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 BatchOpt = typer.Option(32, "--batch-size", "-b", min=1, help="faces per forward pass")
 JsonOpt = typer.Option(False, "--json", help="print JSON to stdout")
@@ -36,7 +38,7 @@ def _fail(exc: Exception, as_json: bool) -> None:
     if as_json:
         _emit({"error": str(exc)}, True)
     else:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")  # a message is text, not markup ("faceforge[search]")
     raise typer.Exit(2)
 
 

@@ -34,14 +34,14 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
           serial: bool = typer.Option(False, "--serial", help="one request at a time on one worker (for comparison)"),
           device: str = DeviceOpt, batch_size: int = BatchOpt) -> None:
     """Serve verify / identify / enrol / delete over HTTP (OpenAPI schema at /docs and /openapi.json)."""
-    import uvicorn
-
     from faceforge.pipeline import FacePipeline
     from faceforge.search.gallery import open_gallery
     from faceforge.search.workflow import resolve_threshold
-    from faceforge.serve.app import MiB, ServeSettings, create_app
 
     try:
+        from faceforge.core.extras import require
+        uvicorn = require("uvicorn", "serve", "the REST service (faceforge serve)")
+        from faceforge.serve.app import MiB, ServeSettings, create_app
         g = open_gallery(gallery, collection=collection, token=milvus_token)
         spec = model or g.model or "sface"  # as given (an onnx:PATH keeps its whole path)
         pipe = _pipeline(detector, spec, device, batch_size)

@@ -38,3 +38,13 @@ class ModelLoadError(FaceForgeError):
 
 class OutputExistsError(FaceForgeError):
     """The output already exists and is not this command's to extend or replace."""
+
+
+class MissingDependencyError(FaceForgeError):
+    """A feature needs a package from an optional extra that is not installed; the message
+    says which `pip install 'faceforge[extra]'` brings it."""
+
+    def __init__(self, feature: str, package: str, extra: str, detail: str = "") -> None:
+        super().__init__(f"{feature} needs {package}: pip install 'faceforge[{extra}]'"
+                         + (f" ({detail})" if detail else ""))
+        self.package, self.extra = package, extra

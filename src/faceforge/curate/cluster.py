@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 from faceforge.core.vectors import unit_rows
 from faceforge.curate.dbscan import renumber_by_size
 
@@ -28,11 +29,7 @@ EXACT_UP_TO = 100_000  # "auto" searches exactly up to this many faces, IVF abov
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError as exc:  # a core dependency; only a broken install lands here
-        raise FaceForgeError("FAISS is not importable: pip install faiss-cpu") from exc
-    return faiss
+    return require("faiss", "curate", "clustering on a kNN graph")
 
 
 def build_index(vectors: np.ndarray, index: str = "auto", device: str = "cpu", nlist: int | None = None,
@@ -105,10 +102,7 @@ def leiden_membership(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarr
     """Leiden communities maximising (weighted) modularity, igraph's C implementation (ten
     times faster than the leidenalg package at equal modularity on a 300k-node graph).
     Deterministic for a seed: igraph draws from a seeded generator of its own here."""
-    try:
-        import igraph as ig
-    except ImportError as exc:
-        raise FaceForgeError("Leiden needs the `curate` extra: pip install 'faceforge[curate]'") from exc
+    ig = require("igraph", "curate", "Leiden clustering")
     g = ig.Graph(n=n, edges=np.stack([src, dst], axis=1))
     ig.set_random_number_generator(random.Random(seed))
     try:
@@ -134,11 +128,8 @@ def graph_communities(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarr
     elif method == "leiden":
         labels = leiden_membership(n, src, dst, weight, resolution, seed)
     else:
-        try:
-            from infomap import Infomap
-        except ImportError as exc:
-            raise FaceForgeError("Infomap needs the `curate` extra: pip install 'faceforge[curate]'") from exc
-        im = Infomap(silent=True, two_level=True, seed=seed + 1, num_trials=1)
+        infomap = require("infomap", "curate", "Infomap clustering")
+        im = infomap.Infomap(silent=True, two_level=True, seed=seed + 1, num_trials=1)
         im.add_links(zip(src.tolist(), dst.tolist(), weight.tolist()))
         im.run()
         # read the result back from Infomap's own .clu writer: iterating its SWIG result objects
@@ -173,13 +164,12 @@ def cluster_embeddings(embeddings: np.ndarray, method: str = "leiden", cutoff: f
     if method == "dbscan":
         from faceforge.curate.dbscan import dbscan_labels
         return dbscan_labels(e, eps=1.0 - cutoff, min_samples=min_samples)
+    sk_cluster = require("sklearn.cluster", "curate", f"{method} clustering")
     if method == "hdbscan":
-        from sklearn.cluster import HDBSCAN
         # on unit vectors, euclidean distance is a monotone function of cosine
-        return renumber_by_size(HDBSCAN(min_cluster_size=max(2, min_samples), copy=True).fit(e).labels_)
-    from sklearn.cluster import AgglomerativeClustering
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=1.0 - cutoff, metric="cosine",
-                                     linkage="average").fit(e).labels_
+        return renumber_by_size(sk_cluster.HDBSCAN(min_cluster_size=max(2, min_samples), copy=True).fit(e).labels_)
+    labels = sk_cluster.AgglomerativeClustering(n_clusters=None, distance_threshold=1.0 - cutoff, metric="cosine",
+                                                linkage="average").fit(e).labels_
     sizes = np.bincount(labels)
     labels = np.where(sizes[labels] > 1, labels, -1)
     return renumber_by_size(labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 from faceforge.core.vectors import unit_rows
 
 
@@ -24,11 +25,11 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
 
 def dbscan_labels(embeddings: np.ndarray, eps: float = 0.3, min_samples: int = 2) -> np.ndarray:
     """DBSCAN on cosine distance; −1 = noise, clusters numbered by size."""
-    from sklearn.cluster import DBSCAN
+    sk_cluster = require("sklearn.cluster", "curate", "DBSCAN")
     e = unit_rows(embeddings)
     if len(e) == 0:
         return np.zeros(0, np.int64)
-    return renumber_by_size(DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(e).labels_)
+    return renumber_by_size(sk_cluster.DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(e).labels_)
 
 
 def elbow_eps(embeddings: np.ndarray, k: int | None = None) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 
 
 def _codes(labels, name: str) -> np.ndarray:
@@ -66,11 +67,11 @@ def bcubed_prf(true, pred) -> dict[str, float]:
 
 def nmi(true, pred) -> float:
     """Normalised mutual information (arithmetic mean normalisation, sklearn's default)."""
-    from sklearn.metrics import normalized_mutual_info_score
+    sk_metrics = require("sklearn.metrics", "curate", "NMI (scoring clusters against identities)")
     t, p = _codes(true, "true"), _pred_codes(pred)
     if len(t) != len(p):
         raise FaceForgeError(f"{len(t)} true labels but {len(p)} predicted")
-    return float(normalized_mutual_info_score(t, p))
+    return float(sk_metrics.normalized_mutual_info_score(t, p))
 
 
 def clustering_report(true, pred) -> dict:

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_bytes, atomic_write_text
 from faceforge.core.progress import progress
 from faceforge.io.images import load_image
@@ -49,8 +50,8 @@ def _tsne_png(emb: np.ndarray, community: np.ndarray, main: np.ndarray, out: Pat
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-    xy = TSNE(2, perplexity=min(3.0, len(emb) - 1.0), init="pca", random_state=seed,
+    manifold = require("sklearn.manifold", "curate", "the report's t-SNE plots")
+    xy = manifold.TSNE(2, perplexity=min(3.0, len(emb) - 1.0), init="pca", random_state=seed,
               metric="cosine").fit_transform(emb)
     fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=100)
     for c in np.unique(community):

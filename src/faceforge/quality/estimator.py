@@ -20,12 +20,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import nn
 
 from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_json
 
 FORMAT = "faceforge-quality"
@@ -34,6 +36,11 @@ VERSION = 1
 # The reference recipe's settings; early stopping on a held-out identity split decides how many of the iterations count.
 CATBOOST_DEFAULTS = {"depth": 10, "l2_leaf_reg": 2, "iterations": 2500, "learning_rate": 0.03,
                      "loss_function": "RMSE"}
+
+
+def require_catboost() -> ModuleType:
+    """CatBoost, the regressor behind every trained estimator (the `quality` extra)."""
+    return require("catboost", "quality", "the quality estimator")
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -117,7 +124,7 @@ class QualityEstimator:
 
     @classmethod
     def load(cls, path: str | Path) -> "QualityEstimator":
-        from catboost import CatBoostError, CatBoostRegressor
+        catboost = require_catboost()
         cbm, js = estimator_paths(path)
         for p in (cbm, js):
             if not p.is_file():
@@ -131,10 +138,10 @@ class QualityEstimator:
         if int(manifest.get("version", 0)) > VERSION:
             raise ModelLoadError(f"manifest version {manifest.get('version')} is newer than this FaceForge "
                                  f"reads ({VERSION})", js)
-        model = CatBoostRegressor()
+        model = catboost.CatBoostRegressor()
         try:
             model.load_model(str(cbm), format="cbm")
-        except CatBoostError as exc:
+        except catboost.CatBoostError as exc:
             raise ModelLoadError(f"not a CatBoost model: {exc}", cbm) from None
         if len(model.feature_names_ or []) != manifest["num_features"]:
             raise ModelLoadError(f"model takes {len(model.feature_names_ or [])} features, manifest says "
@@ -161,7 +168,7 @@ def train_estimator(features: np.ndarray, labels: np.ndarray, identities, *, bac
                     early_stopping_rounds: int = 200, seed: int = 0, threads: int = -1,
                     verbose: bool = False, **catboost_params) -> QualityEstimator:
     """Fit the regressor; rows without a label (NaN: single-image identities) are dropped."""
-    from catboost import CatBoostRegressor
+    catboost = require_catboost()
     if score_mapping not in SCORE_MAPPINGS:
         raise FaceForgeError(f"unknown score mapping {score_mapping!r}; one of {', '.join(SCORE_MAPPINGS)}")
     x = np.asarray(features, dtype=np.float32)
@@ -178,7 +185,7 @@ def train_estimator(features: np.ndarray, labels: np.ndarray, identities, *, bac
     x, y, ids = x[ok], y[ok], ids[ok]
     val = identity_split(ids, val_fraction, seed)
     params = {**CATBOOST_DEFAULTS, **catboost_params}
-    model = CatBoostRegressor(**params, random_seed=seed, thread_count=threads, verbose=verbose,
+    model = catboost.CatBoostRegressor(**params, random_seed=seed, thread_count=threads, verbose=verbose,
                               allow_writing_files=False)
     model.fit(x[~val], y[~val], eval_set=(x[val], y[val]), early_stopping_rounds=early_stopping_rounds,
               use_best_model=True)

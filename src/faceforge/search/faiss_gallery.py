@@ -17,12 +17,14 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from faceforge.core.extras import require
 from faceforge.core.files import atomic_write, atomic_write_json
 from faceforge.io.embeddings import embedding_matrix
 from faceforge.search.gallery import (EXPORT_SCHEMA, RECORD_FIELDS, Gallery, GalleryError, Hit, Records,
@@ -33,14 +35,18 @@ HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 128, 200
 IVF_NPROBE = 16
 
 
+def _faiss() -> ModuleType:
+    return require("faiss", "search", "a FAISS gallery (faiss:DIR)")
+
+
 def _gpu_count() -> int:
-    import faiss
-    return int(getattr(faiss, "get_num_gpus", lambda: 0)())
+    return int(getattr(_faiss(), "get_num_gpus", lambda: 0)())
 
 
 @register_backend("faiss")
 class FaissGallery(Gallery):
     def __init__(self, folder: str | Path, index: str = "flat", device: str = "auto") -> None:
+        _faiss()  # before any folder is made: a missing extra fails here, not at the first search
         if index not in INDEXES:
             raise GalleryError(f"unknown FAISS index '{index}' (choose from {list(INDEXES)})")
         if device.startswith("cuda") and _gpu_count() == 0:
@@ -154,8 +160,7 @@ class FaissGallery(Gallery):
 
     # -- index --------------------------------------------------------------------------
     def _build(self):
-        import faiss
-
+        faiss = _faiss()
         n, d = self._vectors.shape
         if self.index_kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -174,8 +179,7 @@ class FaissGallery(Gallery):
         return index
 
     def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
-        import faiss
-
+        faiss = _faiss()
         if len(self._vectors) == 0:
             return [[] for _ in range(len(vectors))]
         if self._index is None:

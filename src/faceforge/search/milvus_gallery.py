@@ -13,11 +13,13 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from faceforge.core.extras import require
 from faceforge.search.gallery import (EXPORT_SCHEMA, MAX_TEXT, RECORD_FIELDS, REMOTE_SCHEMES, Gallery,
                                       GalleryError, Hit, Records, register_backend)
 
@@ -74,6 +76,13 @@ class _NoAllocTimestamp(logging.Filter):
 logging.getLogger("grpc._server").addFilter(_NoAllocTimestamp())
 
 
+def require_milvus(local: bool) -> ModuleType:
+    """pymilvus, and Milvus Lite too for a local FILE.db (both in the `search` extra)."""
+    if local:
+        require("milvus_lite", "search", "a Milvus Lite gallery (FILE.db)")
+    return require("pymilvus", "search", "a Milvus gallery")
+
+
 @contextlib.contextmanager
 def _quiet(*names: str):
     """pymilvus and milvus_lite log tracebacks for errors we turn into clear messages."""
@@ -91,13 +100,12 @@ def _quiet(*names: str):
 @register_backend("milvus")
 class MilvusGallery(Gallery):
     def __init__(self, uri: str, collection: str = "faces", token: str = "", index: str = "flat") -> None:
-        from pymilvus import MilvusClient
-
         if index not in INDEXES:
             raise GalleryError(f"unknown index '{index}' (choose from {sorted(INDEXES)})")
         self.uri, self.collection, self.index_kind = uri, collection, index
         self._unflushed = False
         self._local = local = uri.endswith(".db") and not uri.startswith(REMOTE_SCHEMES)
+        pymilvus = require_milvus(local)
         if local:
             path = Path(uri)
             if path.exists() and not path.is_dir():
@@ -108,7 +116,7 @@ class MilvusGallery(Gallery):
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with _quiet("pymilvus", "milvus_lite"):
-                self.client = MilvusClient(uri=uri, token=token or "")
+                self.client = pymilvus.MilvusClient(uri=uri, token=token or "")
                 self._meta_cache = self._read_meta()
         except GalleryError:
             raise

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 
 
 class TimmBackbone(nn.Module):
@@ -27,11 +28,7 @@ class TimmBackbone(nn.Module):
 
 
 def create_timm_backbone(name: str, num_features: int = 512, hidden: int | None = None, **timm_kwargs) -> TimmBackbone:
-    try:
-        import timm
-    except ImportError as exc:
-        raise FaceForgeError("timm backbones need the optional extra: pip install 'faceforge[timm]' "
-                             "(timm requires torchvision)") from exc
+    timm = require("timm", "timm", "a timm:<name> backbone")  # torchvision too, which timm imports
     if timm_kwargs.pop("pretrained", False):
         raise FaceForgeError("timm weights are not downloaded at run time: set model.weights to a local file")
     try:

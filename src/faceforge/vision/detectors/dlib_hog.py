@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 from faceforge.core.resources import package_file
 from faceforge.vision.align import DLIB_CHIP_TEMPLATE_150, _DLIB_5PT_MEAN, umeyama_similarity
 from faceforge.vision.detectors.base import Detector, register_detector
@@ -17,15 +17,6 @@ from faceforge.vision.face import Face
 
 def dlib_model_path(filename: str) -> str:
     return package_file("face_recognition_models", "models", filename)
-
-
-def import_dlib():
-    try:
-        import dlib
-    except ImportError as exc:
-        raise FaceForgeError("the dlib detector needs dlib: pip install 'faceforge[dlib]' "
-                             "(dlib-bin, a prebuilt wheel)") from exc
-    return dlib
 
 
 def standard_from_dlib5(native: np.ndarray) -> np.ndarray:
@@ -46,7 +37,7 @@ class DlibHogDetector(Detector):
 
     def __init__(self, upsample: int = 1, score_threshold: float = -0.5, **kw) -> None:
         super().__init__(score_threshold=score_threshold, **kw)
-        dlib = import_dlib()
+        dlib = require("dlib", "dlib", "the dlib detector")
         self.upsample = int(upsample)
         self._det = dlib.get_frontal_face_detector()
         self._sp = dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat"))
