@@ -109,10 +109,10 @@ def main() -> None:
                                 method="label_propagation")
     print(f"tuned on CelebA: margin {margin_tuned} (noise F1 there {dict(margin_sweep)[margin_tuned]:.3f}), "
           f"threshold without quality {thr_tuned} (F1 {dict(thr_sweep)[thr_tuned]:.3f})")
-    for which, value in (("filter_margin", margin_tuned), ("filter_threshold", thr_tuned)):
+    for which, value in (("filter_margin", margin_tuned), ("filter", thr_tuned)):
         shipped = known_threshold("dlib-r29", which)
         print(f"dlib-r29 {which}: package default {shipped}, tuned here {value}"
-              + ("" if shipped == value else "  ← differs: update models/embedders.py"))
+              + ("" if shipped == value else "  ← differs: update the dlib-r29 card in models/cards.py"))
     q = data["quality"]
     methods = {
         f"graph + quality, label propagation, margin {margin_tuned} (tuned on CelebA; default)":

@@ -13,7 +13,6 @@ server and the load generator kept busy, and the throughput ratio over serial.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess

@@ -85,8 +85,7 @@ class FacePipeline:
 
     def embed_faces(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """Embeddings (N×D) of given faces of one image."""
-        crops = np.stack([self.embedder.align(image, f) for f in faces]) if faces else \
-            np.zeros((0, self.embedder.spec.size, self.embedder.spec.size, 3), np.uint8)
+        crops = np.stack([self.embedder.align(image, f) for f in faces]) if faces else self.embedder.empty_crops()
         return self.embedder.embed_crops(crops)
 
     def usable_faces(self, image: np.ndarray, select: Select = "all") -> list[Face]:
@@ -100,8 +99,7 @@ class FacePipeline:
         image without a usable face."""
         found = [self.usable_faces(im, select) for im in images]
         crops = [self.embedder.align(im, f) for im, faces in zip(images, found) for f in faces]
-        size = self.embedder.spec.size
-        embs = self.embedder.embed_crops(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
+        embs = self.embedder.embed_crops(np.stack(crops) if crops else self.embedder.empty_crops())
         out: list[tuple[list[Face], np.ndarray] | None] = []
         start = 0
         for faces in found:

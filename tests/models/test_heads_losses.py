@@ -1,16 +1,15 @@
 """Every head and loss recomputed by hand (numpy / plain loops) and compared."""
 import math
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from faceforge.models.heads import AdaCos, ArcFace, CombinedMargin, CosFace, FCHead, PartialFC, SoftmaxHead
 from faceforge.models.losses import BatchHardTriplet, WeightedSum
+
+from ..ddp import run_gloo
 
 
 def cos_and_labels(n=9, c=7, seed=0):
@@ -107,30 +106,21 @@ def test_partial_fc_full_rate_equals_fc_head_and_sampling_keeps_batch_classes():
     assert sampled(emb, labels).item() == pytest.approx(sub(emb, mapped).item(), rel=1e-5)
 
 
-def _ddp_worker(rank, world, port, emb, labels, weight, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        pfc = PartialFC(16, 10, ArcFace(s=16), sample_rate=1.0)
-        pfc.weight.data.copy_(weight[pfc.start:pfc.start + pfc.local])
-        n = len(labels) // world
-        e = emb[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-        loss = pfc(e, labels[rank * n:(rank + 1) * n])
-        loss.backward()
-        out[rank] = (loss.item(), pfc.start, pfc.weight.grad.clone(), e.grad.clone())
-    finally:
-        torch.distributed.destroy_process_group()
+def _ddp_worker(rank, world, emb, labels, weight):
+    pfc = PartialFC(16, 10, ArcFace(s=16), sample_rate=1.0)
+    pfc.weight.data.copy_(weight[pfc.start:pfc.start + pfc.local])
+    n = len(labels) // world
+    e = emb[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    loss = pfc(e, labels[rank * n:(rank + 1) * n])
+    loss.backward()
+    return loss.item(), pfc.start, pfc.weight.grad.clone(), e.grad.clone()
 
 
 def test_partial_fc_sharded_over_two_processes_equals_single_process():
     torch.manual_seed(0)
     emb, labels = torch.randn(8, 16), torch.tensor([0, 9, 4, 5, 5, 1, 8, 2])
     weight = torch.normal(0, 0.01, (10, 16))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, port, emb, labels, weight, out), nprocs=2, join=True)
+    out = run_gloo(_ddp_worker, emb, labels, weight)
     ref_head = FCHead(16, 10, ArcFace(s=16))
     ref_head.weight.data.copy_(weight)
     e = emb.clone().requires_grad_(True)

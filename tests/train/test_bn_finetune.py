@@ -18,6 +18,7 @@ from faceforge.train.bn_finetune import (BNFinetuneConfig, BNFinetuner, OutOfDom
                                          bn_buffers, bn_relative_change, load_bn_buffers, save_bn_buffers)
 from faceforge.train.trainer import arcface_preprocess
 from tests.conftest import DATA, LFW, need
+from tests.ddp import run_gloo
 
 
 def _lfw_chips(n: int, size: int) -> np.ndarray:
@@ -198,33 +199,20 @@ def _small_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
 
 
-def _bn_ddp_worker(rank, world, port, out_dir, out):
-    import os
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        net = _small_net()
-        if rank == 1:  # a rank that starts from other statistics is overwritten by rank 0's
-            with torch.no_grad():
-                net[1].running_mean += 5.0
-        images = np.random.default_rng(0).integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
-        cfg = BNFinetuneConfig(output=out_dir, epochs=1, batch_size=4, noise=0.25, device="cpu")
-        tuner = BNFinetuner(net, images, cfg, arcface_preprocess)
-        res = tuner.fit()
-        out[rank] = (bn_buffers(net), tuner.steps_per_epoch, len(res["history"]))
-    finally:
-        torch.distributed.destroy_process_group()
+def _bn_ddp_worker(rank, world, out_dir):
+    net = _small_net()
+    if rank == 1:  # a rank that starts from other statistics is overwritten by rank 0's
+        with torch.no_grad():
+            net[1].running_mean += 5.0
+    images = np.random.default_rng(0).integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
+    cfg = BNFinetuneConfig(output=out_dir, epochs=1, batch_size=4, noise=0.25, device="cpu")
+    tuner = BNFinetuner(net, images, cfg, arcface_preprocess)
+    res = tuner.fit()
+    return bn_buffers(net), tuner.steps_per_epoch, len(res["history"])
 
 
 def test_two_process_ddp_broadcasts_then_averages(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_bn_ddp_worker, args=(2, port, str(tmp_path), out), nprocs=2, join=True)
+    out = run_gloo(_bn_ddp_worker, str(tmp_path))
     (b0, spe, n0), (b1, _, n1) = out[0], out[1]
     assert spe == 4  # 32 images / 2 ranks / batch 4
     assert all(torch.equal(b0[k], b1[k]) for k in b0)  # statistics averaged across ranks

@@ -19,17 +19,19 @@ import numpy as np
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.vectors import unit_rows
 from faceforge.curate.dbscan import dbscan_labels, elbow_eps, renumber_by_size
+from faceforge.models.cards import SFACE
 
 METHODS = ("label_propagation", "leiden")
 FILTER_METHODS = METHODS + ("dbscan", "elbow-dbscan")  # the DBSCAN baselines in the same loop
 REFERENCE_MARGIN = 0.1
-REFERENCE_THRESHOLD = 0.363  # an ArcFace-like cosine scale (SFace's same-person threshold)
+# the margin rule was made for an ArcFace-like cosine scale: SFace's same-person threshold
+REFERENCE_THRESHOLD = SFACE.threshold("verify")
 
 
 def scaled_margin(threshold: float, margin: float = REFERENCE_MARGIN) -> float:
-    """The reference margin carried to another model's cosine scale: margin·(1 − t)/(1 − 0.363).
-    A model whose same-person cosines live in [0.905, 1] (dlib-r29) has strangers at ≈ 0.85, so
-    an unscaled 0.1 would join them (bench/curation_lfw.py measures both)."""
+    """The reference margin carried to another model's cosine scale: margin·(1 − t)/(1 − t_ref),
+    t_ref = SFace's 0.363. A model whose same-person cosines live in [0.905, 1] (dlib-r29) has
+    strangers at ≈ 0.85, so an unscaled 0.1 would join them (bench/curation_lfw.py measures both)."""
     if not -1.0 < threshold < 1.0:
         raise FaceForgeError(f"a cosine threshold must lie in (−1, 1), got {threshold}")
     return margin * (1.0 - threshold) / (1.0 - REFERENCE_THRESHOLD)

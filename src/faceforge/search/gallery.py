@@ -18,12 +18,13 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.registry import Registry
 from faceforge.core.vectors import unit_rows
 
 NO_QUALITY = -1.0  # stored where a record has no quality score (0..100 otherwise)
@@ -249,24 +250,13 @@ class Gallery(ABC):
         self.close()
 
 
-_BACKENDS: dict[str, Callable[..., Gallery]] = {}
-
-
-def register_backend(name: str):
-    def deco(cls):
-        cls.backend = name
-        _BACKENDS[name] = cls
-        return cls
-    return deco
+GALLERIES: "Registry[Gallery]" = Registry("gallery backend", modules=(
+    "faceforge.search.faiss_gallery", "faceforge.search.milvus_gallery"), name_attr="backend")
+register_backend = GALLERIES.register
 
 
 def list_backends() -> list[str]:
-    _load_backends()
-    return sorted(_BACKENDS)
-
-
-def _load_backends() -> None:
-    from faceforge.search import faiss_gallery, milvus_gallery  # noqa: F401  (they register)
+    return GALLERIES.names()
 
 
 def backend_for(uri: str) -> str:
@@ -284,8 +274,7 @@ def open_gallery(uri: str | Path, collection: str = "faces", token: str = "", in
     """Open (or create) the gallery at `uri`; see the module doc for the forms. `device` is
     FAISS's: auto puts flat and IVF indexes on a GPU when FAISS has one."""
     uri = str(uri)
-    _load_backends()
     name = backend_for(uri)
     if name == "faiss":
-        return _BACKENDS[name](uri.removeprefix("faiss:"), index=index, device=device)
-    return _BACKENDS[name](uri, collection=collection, token=token, index=index)
+        return GALLERIES.get(name)(uri.removeprefix("faiss:"), index=index, device=device)
+    return GALLERIES.get(name)(uri, collection=collection, token=token, index=index)

@@ -8,6 +8,7 @@ import torch
 
 from faceforge.core.errors import ModelLoadError
 from faceforge.core.files import atomic_write_bytes
+from faceforge.models.weights import load_state  # noqa: F401  (trainer and export use it from here)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -32,10 +33,3 @@ def check_compatible(saved: dict, expected: dict, path: str | Path) -> None:
              for k, v in expected.items() if saved.get(k) != v]
     if diffs:
         raise ModelLoadError("checkpoint does not match this model - " + "; ".join(diffs), path)
-
-
-def load_state(module: torch.nn.Module, state: dict, what: str, path: str | Path) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{what} weights do not fit: {str(exc).splitlines()[0]}", path) from None

@@ -8,16 +8,18 @@
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from faceforge.core.errors import FaceForgeError, ModelLoadError
+from faceforge.core.errors import FaceForgeError
 from faceforge.io.datasets import ImageFolderDataset, RecordIODataset
 from faceforge.models.backbones import create_backbone
+from faceforge.models.cards import backbone_input
 from faceforge.models.heads.factory import build_head
+from faceforge.models.weights import load_weights
 from faceforge.train.augment import face_train_augment
 from faceforge.train.trainer import Callback, TrainConfig, Trainer
 
@@ -42,22 +44,25 @@ def train_config(section: dict) -> TrainConfig:
     return TrainConfig(**section)
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load a state dict from .safetensors or a .pt/.pth saved with torch.save (safely)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load weights: {exc}", path) from None
-        state = state.get("backbone", state) if isinstance(state, dict) else state
+def _file_list(data: dict) -> list[str] | None:
+    """`data.list`: the images to use, one path relative to `data.root` per line."""
+    if not data.get("list"):
+        return None
+    path = Path(data["list"])
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"weights do not fit the backbone: {str(exc).splitlines()[0]}", path) from None
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FaceForgeError(f"cannot read the image list: {exc}", path) from None
+
+
+def _backbone(model: dict, default: str) -> tuple[str, dict, torch.nn.Module]:
+    """The `model:` section → (name, build arguments, the backbone with `weights` loaded)."""
+    name = model.get("backbone", default)
+    kw = {k: v for k, v in model.items() if k not in ("backbone", "weights")}
+    backbone = create_backbone(name, **kw)
+    if model.get("weights"):
+        load_weights(backbone, model["weights"])
+    return name, kw, backbone
 
 
 def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) -> Trainer:
@@ -67,10 +72,7 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         dataset = RecordIODataset(d["rec"], num_classes=d.get("num_classes"))
         num_classes = dataset.num_classes
     elif d.get("root"):
-        files = None
-        if d.get("list"):
-            files = [l.strip() for l in Path(d["list"]).read_text().splitlines() if l.strip()]
-        dataset = ImageFolderDataset(d["root"], files=files)
+        dataset = ImageFolderDataset(d["root"], files=_file_list(d))
         num_classes = len(dataset.classes)
     else:
         raise FaceForgeError("data: give `root` (identity folders) or `rec` (RecordIO)")
@@ -82,12 +84,8 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         dataset = BalancedDataset(dataset, dataset.targets, int(d["balance"]), balance_augment(),
                                   float(d.get("balance_quantile", 0.25)), tcfg.seed)
         num_classes = dataset.num_classes
-    name = m.get("backbone", "mbf")
-    kw = {k: v for k, v in m.items() if k not in ("backbone", "weights")}
     torch.manual_seed(tcfg.seed)  # the initial weights are part of the recipe
-    backbone = create_backbone(name, **kw)
-    if m.get("weights"):
-        load_weights(backbone, m["weights"])
+    name, kw, backbone = _backbone(m, "mbf")
     num_features = getattr(backbone, "num_features", kw.get("num_features", 512))
     if name == "dlib-r29":
         num_features = 128
@@ -104,8 +102,10 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
     identity = {"backbone": name, "num_features": int(num_features), "num_classes": int(num_classes),
                 "head": h.get("type", "arcface"), "backbone_kwargs": kw}
     augment = d.get("augment", "light")
-    return Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
-                   callbacks=cbs, identity=identity)
+    trainer = Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
+                      callbacks=cbs, identity=identity)
+    trainer.input_spec = asdict(backbone_input(name, int(dataset[0][0].shape[0]), d.get("template")))
+    return trainer
 
 
 def build_bn_finetuner(cfg: dict, **overrides):
@@ -123,13 +123,8 @@ def build_bn_finetuner(cfg: dict, **overrides):
     bcfg = BNFinetuneConfig.from_dict({**cfg.get("bn", {}), **overrides})
     if not d.get("root"):
         raise FaceForgeError("data: give `root`, a folder of aligned faces (<identity>/<image>)")
-    files = [l.strip() for l in Path(d["list"]).read_text().splitlines() if l.strip()] if d.get("list") else None
-    dataset = ImageFolderDataset(d["root"], files=files)
-    name = m.get("backbone", "dlib-r29")
-    kw = {k: v for k, v in m.items() if k not in ("backbone", "weights")}
-    backbone = create_backbone(name, **kw)
-    if m.get("weights"):
-        load_weights(backbone, m["weights"])
+    dataset = ImageFolderDataset(d["root"], files=_file_list(d))
+    _, _, backbone = _backbone(m, "dlib-r29")
     from faceforge.train.trainer import arcface_preprocess
     pre = getattr(backbone, "preprocess", arcface_preprocess)
     size = dataset[0][0].shape[0]

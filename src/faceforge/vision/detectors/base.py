@@ -1,32 +1,26 @@
 """Detector interface and registry."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.registry import Registry
 from faceforge.vision.face import Face
 
-_REGISTRY: dict[str, Callable[..., "Detector"]] = {}
-
-
-def register_detector(name: str) -> Callable[[type], type]:
-    def wrap(cls: type) -> type:
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-    return wrap
+DETECTORS: "Registry[Detector]" = Registry("detector", modules=(
+    "faceforge.vision.detectors.yunet", "faceforge.vision.detectors.dlib_hog", "faceforge.vision.detectors.mtcnn"),
+    name_attr="name")
+register_detector = DETECTORS.register
 
 
 def list_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+    return DETECTORS.names()
 
 
 def create_detector(name: str, **kwargs) -> "Detector":
-    if name not in _REGISTRY:
-        raise FaceForgeError(f"unknown detector {name!r}; available: {', '.join(list_detectors())}")
-    return _REGISTRY[name](**kwargs)
+    return DETECTORS.create(name, **kwargs)
 
 
 class Detector:
