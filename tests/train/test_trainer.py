@@ -3,7 +3,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import yaml
 from PIL import Image
 
@@ -24,6 +22,7 @@ from faceforge.vision.align import norm_crop
 from faceforge.vision.detectors import create_detector
 
 from ..conftest import LFW, need
+from ..ddp import run_gloo
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +93,10 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(aligned, tmp_path):
     assert same_weights(a["backbone"], b["backbone"]) and same_weights(a["head"], b["head"])
 
 
-def _ddp_worker(rank, world, port, cfg, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        t = build_trainer(cfg)
-        hist = t.fit()
-        out[rank] = ({k: v.detach().clone() for k, v in t.backbone.named_parameters()}, hist, t.steps_per_epoch)
-    finally:
-        torch.distributed.destroy_process_group()
+def _ddp_worker(rank, world, cfg):
+    t = build_trainer(cfg)
+    hist = t.fit()
+    return {k: v.detach().clone() for k, v in t.backbone.named_parameters()}, hist, t.steps_per_epoch
 
 
 @pytest.mark.parametrize("head", [{"type": "arcface", "s": 32, "m": 0.3},
@@ -110,11 +104,7 @@ def _ddp_worker(rank, world, port, cfg, out):
 def test_two_process_ddp_with_gloo(aligned, tmp_path, head):
     cfg = config(aligned, tmp_path / "ddp", epochs=1, checkpoint_every=0)
     cfg["head"] = head
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, port, cfg, out), nprocs=2, join=True)
+    out = run_gloo(_ddp_worker, cfg)
     (p0, h0, spe), (p1, h1, _) = out[0], out[1]
     assert spe == 2  # 32 images / 2 ranks / batch 8
     assert all(torch.equal(p0[k], p1[k]) for k in p0)  # gradients were averaged across ranks

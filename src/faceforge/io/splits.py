@@ -78,3 +78,21 @@ def write_list(path: str | Path, items: list[str]) -> None:
 
 def write_pairs(path: str | Path, pairs: list[tuple[str, str, bool]]) -> None:
     atomic_write_text(path, "".join(f"{a} {b} {int(s)}\n" for a, b, s in pairs))
+
+
+def write_split(root: str | Path, output: str | Path, val: float = 0.1, test: float = 0.1, seed: int = 0,
+                min_images: int = 1, max_same: int | None = None) -> dict:
+    """Identity-disjoint OUTPUT/{val,test,train}.txt (fractions of identities; train takes
+    the rest) and, for val and test when they hold two identities or more,
+    OUTPUT/<split>_pairs.txt verification pairs. Returns the counts per split."""
+    output = Path(output)
+    parts = identity_split(root, {"val": val, "test": test, "train": 1.0}, seed, min_images)
+    res = {}
+    for name, items in parts.items():
+        write_list(output / f"{name}.txt", items)
+        res[name] = {"images": len(items), "identities": len({i.split('/')[0] for i in items})}
+        if name != "train" and res[name]["identities"] >= 2:
+            pairs = verification_pairs(items, seed, max_same)
+            write_pairs(output / f"{name}_pairs.txt", pairs)
+            res[name]["pairs"] = len(pairs)
+    return res

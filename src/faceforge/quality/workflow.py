@@ -18,10 +18,10 @@ from faceforge.core.files import atomic_write, atomic_write_json, atomic_write_t
 from faceforge.core.progress import progress
 from faceforge.io.embeddings import QUALITY_FIELD, _write_table, face_keys, read_embeddings
 from faceforge.io.images import list_images, load_image
-from faceforge.pipeline import FacePipeline, FaceRecord, Skip
+from faceforge.pipeline import FacePipeline, FaceRecord, Select, Skip, embed_folder
 from faceforge.quality.baselines import (BASELINES, embedding_norm, face_size, laplacian_sharpness,
                                          pose_frontalness, serfiq)
-from faceforge.quality.estimator import QualityEstimator, train_estimator
+from faceforge.quality.estimator import QualityEstimator, require_catboost, train_estimator
 from faceforge.quality.labels import leave_one_out_labels
 from faceforge.quality.scorer import QualityScorer
 from faceforge.vision.face import Face
@@ -75,11 +75,20 @@ def collect_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var"
 def train_from_folder(pipeline: FacePipeline, folder: str | Path, kind: str = "var",
                       show_progress: bool | None = None, **train_kw) -> tuple[QualityEstimator, Collected]:
     """Labels: leave-one-out identity centres (no trained head needed; faceforge.quality.labels)."""
+    require_catboost()  # before the folder is embedded, not after
     data = collect_folder(pipeline, folder, kind, show_progress)
     labels = leave_one_out_labels(data.embeddings, data.identities)
     est = train_estimator(data.features, labels, data.identities, backbone=pipeline.embedder.name,
                           layer_names=data.layer_names, kind=kind, fingerprint=data.fingerprint, **train_kw)
     return est, data
+
+
+def _check_scoring(estimator: QualityEstimator | None, baselines: Sequence[str]) -> None:
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise FaceForgeError(f"unknown quality baselines {unknown}; known: {', '.join(BASELINES)}")
+    if estimator is None and not baselines:
+        raise FaceForgeError("nothing to compute: give an estimator and/or baselines")
 
 
 def score_parquet(path: str | Path, output: str | Path, embedder, estimator: QualityEstimator | None = None,
@@ -91,11 +100,7 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
     path, output = Path(path), Path(output)
     if output.resolve() == path.resolve():
         raise FaceForgeError("the output would overwrite the input; choose another file", output)
-    unknown = sorted(set(baselines) - set(BASELINES))
-    if unknown:
-        raise FaceForgeError(f"unknown quality baselines {unknown}; known: {', '.join(BASELINES)}")
-    if estimator is None and not baselines:
-        raise FaceForgeError("nothing to compute: give an estimator and/or baselines")
+    _check_scoring(estimator, baselines)
     table = read_embeddings(path)
     missing = {"landmarks", "det_score"} - set(table.column_names)
     if missing:
@@ -144,6 +149,33 @@ def score_parquet(path: str | Path, output: str | Path, embedder, estimator: Qua
         table = table.append_column(QUALITY_FIELD if name == "quality" else pa.field(name, pa.float64()), arr)
     _write_table(output, table)
     return table
+
+
+def score_source(source: str | Path, output: str | Path, pipeline: FacePipeline,
+                 estimator: QualityEstimator | None = None, baselines: Sequence[str] = (), select: Select = "all",
+                 sheet: str | Path | None = None, overwrite: bool = False) -> dict:
+    """score_parquet for an embeddings Parquet; a folder of images is embedded with the
+    estimator scoring each face on the way, then (for baselines) scored again from our own
+    file, which the result replaces. The summary names the column it describes: `quality`
+    with an estimator, else the first baseline's; `sheet` draws its lowest faces."""
+    source, output = Path(source), Path(output)
+    _check_scoring(estimator, baselines)
+    if source.is_dir():
+        scorer = QualityScorer(pipeline.embedder, estimator) if estimator else None
+        first = output.with_name(output.stem + ".partial.parquet") if baselines else output
+        embed_folder(dataclasses.replace(pipeline, scorer=scorer), source, first, select, overwrite=overwrite)
+        if baselines:  # a second pass over our own file, then swap it in
+            score_parquet(first, output, pipeline.embedder, None, baselines, pipeline.batch_size)
+            first.unlink()
+    else:
+        score_parquet(source, output, pipeline.embedder, estimator, baselines, pipeline.batch_size)
+    column = "quality" if estimator else f"quality_{baselines[0]}"
+    q = np.asarray(read_embeddings(output).column(column).to_numpy(zero_copy_only=False), dtype=float)
+    if sheet:
+        contact_sheet(output, sheet, column=column)
+    return {"output": str(output), "faces": len(q), "column": column,
+            "quality": {"min": float(q.min()), "median": float(np.median(q)), "max": float(q.max())} if len(q) else {},
+            "sheet": str(sheet) if sheet else None}
 
 
 def quality_cut(quality: np.ndarray, drop_percent: float | None = None, min_score: float | None = None) -> float:

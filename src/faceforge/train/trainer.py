@@ -25,9 +25,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from faceforge.core.device import resolve_device
 from faceforge.core.errors import FaceForgeError
+from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_json
 from faceforge.core.progress import progress
-from faceforge.train.checkpoint import check_compatible, load_checkpoint, load_state, save_checkpoint
+from faceforge.models.weights import load_state
+from faceforge.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from faceforge.train.samplers import epoch_order
 
 
@@ -100,6 +102,9 @@ class Trainer:
         self.preprocess = preprocess or getattr(backbone, "preprocess", arcface_preprocess)
         self.callbacks = list(callbacks)
         self.identity = dict(identity or {})  # what a checkpoint must match (arch, classes…)
+        # how the training crops were prepared (template, size, normalisation): the exported
+        # model's card repeats it, so that embedding aligns faces the way training saw them
+        self.input_spec: dict = {}
         self.out = Path(config.output)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
@@ -130,6 +135,10 @@ class Trainer:
         self.best: dict | None = None
         self.stale_epochs = 0
         self._tb = None
+        # looked up now, so that a missing tensorboard stops the run before its first step
+        self._tensorboard = (require("torch.utils.tensorboard", "train",
+                                     "TensorBoard logging (off: train.tensorboard: false)")
+                             if self.rank == 0 and config.tensorboard else None)
 
     # ---- set-up -------------------------------------------------------------------
     def _apply_freeze(self) -> None:
@@ -170,7 +179,7 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------
     def state(self) -> dict:
-        return {"identity": self.identity, "config": asdict(self.cfg),
+        return {"identity": self.identity, "input": self.input_spec, "config": asdict(self.cfg),
                 "backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
@@ -214,11 +223,10 @@ class Trainer:
                           num_workers=self.cfg.num_workers, drop_last=True)
 
     def _log(self, scalars: dict[str, float]) -> None:
-        if self.rank != 0 or not self.cfg.tensorboard:
+        if self._tensorboard is None:
             return
         if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            self._tb = self._tensorboard.SummaryWriter(str(self.out / "tensorboard"))
         for k, v in scalars.items():
             self._tb.add_scalar(k, v, self.step)
 
@@ -290,6 +298,14 @@ class Trainer:
             self._tb.flush()
         return self.history
 
+    def run(self, resume: bool = True) -> dict:
+        """Resume from output/last.pt (when asked and there is one), fit, and summarise the
+        run: {output, resumed, steps, history, best}."""
+        resumed = self.resume() if resume else False
+        history = self.fit()
+        return {"output": self.cfg.output, "resumed": resumed, "steps": self.step, "history": history,
+                "best": self.best}
+
     def _track_best(self, row: dict) -> bool:
         key = self.cfg.best_metric
         if not key or key not in row:
@@ -298,7 +314,7 @@ class Trainer:
             self.best = dict(row)
             self.stale_epochs = 0
             if self.rank == 0:
-                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "backbone": self.backbone.state_dict(),
+                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec, "backbone": self.backbone.state_dict(),
                                                        "head": self.head.state_dict(), "metrics": json.dumps(row)})
             return False
         self.stale_epochs += 1
