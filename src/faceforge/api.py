@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError, ImageReadError, NoFaceError
-from faceforge.io.images import load_image
+from faceforge.io.images import load_image, pil_to_rgb
 from faceforge.pipeline import FacePipeline, Select
 from faceforge.vision.face import Face
 
@@ -54,7 +54,7 @@ def to_rgb(image: ImageLike, name: str = "image") -> np.ndarray:
     if isinstance(image, (str, Path)):
         return load_image(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
-        return np.asarray(image.convert("RGB"))
+        return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ImageReadError(f"expected a uint8 array, got {image.dtype}", name)

@@ -23,22 +23,19 @@ PLUGIN_GROUP = "faceforge.plugins"
 _plugins_loaded = False
 
 
-def load_plugins() -> list[str]:
+def load_plugins() -> None:
     """Import every module declared under the `faceforge.plugins` entry points (once per
-    process); returns their names. A plugin that fails to import is an error naming it."""
+    process). A plugin that fails to import is an error naming it."""
     global _plugins_loaded
     if _plugins_loaded:
-        return []
+        return
     _plugins_loaded = True
     from importlib.metadata import entry_points
-    names = []
     for ep in entry_points(group=PLUGIN_GROUP):
         try:
             ep.load()
         except Exception as exc:
             raise FaceForgeError(f"plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from exc
-        names.append(ep.name)
-    return names
 
 
 class Registry(Generic[T]):

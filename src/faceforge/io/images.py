@@ -65,7 +65,7 @@ def decode_image(data: bytes, source: str | Path) -> np.ndarray:
                                              f"{Image.MAX_IMAGE_PIXELS} pixels", source)
                 im.load()  # decode now so truncation surfaces here
                 im = ImageOps.exif_transpose(im)
-                return _to_rgb(im)
+                return pil_to_rgb(im)
     except UnidentifiedImageError:
         raise ImageReadError("not an image file (unknown format)", source) from None
     except Image.DecompressionBombError as exc:
@@ -77,7 +77,8 @@ def decode_image(data: bytes, source: str | Path) -> np.ndarray:
         raise ImageReadError(f"corrupt image: {msg}", source) from None
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow image mode (16-bit, float, palette, CMYK, with alpha) → H×W×3 RGB uint8."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
         hi = arr.max() if arr.size else 1.0

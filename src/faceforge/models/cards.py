@@ -40,6 +40,20 @@ class InputSpec:
     mean: float | tuple[float, ...] = 0.0
     std: float = 1.0
 
+    @classmethod
+    def from_dict(cls, inp: dict, path: str | Path = "") -> "InputSpec":
+        """The `input` record of a card or a checkpoint (JSON lists back to tuples), checked."""
+        template, size = inp.get("template"), inp.get("size")
+        if not isinstance(template, str):
+            raise ModelLoadError("model card: input.template missing or not str", path)
+        if template not in TEMPLATES:
+            raise ModelLoadError(f"model card: input.template {template!r} is not one of {', '.join(TEMPLATES)}", path)
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ModelLoadError("model card: input.size missing or not int", path)
+        mean = inp.get("mean", 0.0)
+        mean = tuple(float(v) for v in mean) if isinstance(mean, (list, tuple)) else float(mean)
+        return cls(template, size, str(inp.get("color", "RGB")), mean, float(inp.get("std", 1.0)))
+
 
 @dataclass(frozen=True)
 class Threshold:
@@ -80,14 +94,7 @@ class ModelCard:
 
         if not isinstance(d, dict):
             raise ModelLoadError("model card: not a JSON object", path)
-        inp = need(d, "input", dict)
-        template = need(inp, "template", str, "input.")
-        if template not in TEMPLATES:
-            raise ModelLoadError(f"model card: input.template {template!r} is not one of {', '.join(TEMPLATES)}", path)
-        mean = inp.get("mean", 0.0)
-        mean = tuple(float(v) for v in mean) if isinstance(mean, list) else float(mean)
-        spec = InputSpec(template, int(need(inp, "size", int, "input.")), str(inp.get("color", "RGB")), mean,
-                         float(inp.get("std", 1.0)))
+        spec = InputSpec.from_dict(need(d, "input", dict), path)
         thresholds = {}
         for key, t in (d.get("thresholds") or {}).items():
             if key not in THRESHOLD_KEYS:

@@ -27,8 +27,8 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fmt: str) -> d
         raise FaceForgeError("checkpoint does not say which backbone it holds", checkpoint)
     model = create_untrained_backbone(ident["backbone"], **ident.get("backbone_kwargs", {}))
     load_state(model, ckpt["backbone"], "backbone", checkpoint)
+    card = checkpoint_card(ckpt, model, Path(output), checkpoint)  # refuses before anything is written
     path = export_onnx(model, output) if fmt == "onnx" else export_safetensors(model, output, ident)
-    card = checkpoint_card(ckpt, model, path, checkpoint)
     card_file = card.save(card_path(path))
     return {"format": fmt, "output": str(path), "backbone": ident["backbone"], "card": str(card_file),
             "threshold": card.threshold("verify")}
@@ -41,9 +41,8 @@ def checkpoint_card(ckpt: dict, model, weights: Path, checkpoint: str | Path) ->
 
     import torch
     ident = ckpt["identity"]
-    spec = ckpt.get("input") or {}
-    spec = InputSpec(**{**spec, "mean": tuple(spec["mean"]) if isinstance(spec.get("mean"), list) else
-                        spec.get("mean", 127.5)}) if spec else backbone_input(ident["backbone"], 112)
+    spec = InputSpec.from_dict(ckpt["input"], checkpoint) if ckpt.get("input") else \
+        backbone_input(ident["backbone"], 112)
     if spec.template != "arcface" and weights.suffix == ".onnx":
         raise FaceForgeError("ONNX export is for insightface-style ArcFace-template recognisers; "
                              f"this model was trained on {spec.template} crops: export safetensors", checkpoint)
