@@ -2,7 +2,6 @@
 numbers equal the API's on the same inputs, and its files are written."""
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

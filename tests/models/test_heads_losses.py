@@ -26,19 +26,67 @@ def manual_margin(cos, labels, s, m1, m2, m3):
     for i, y in enumerate(labels.tolist()):
         c = out[i, y]
         th = math.acos(max(-1 + 1e-7, min(1 - 1e-7, c)))
-        if m1 * th + m2 <= math.pi:
-            t = math.cos(m1 * th + m2) if (m1 != 1 or m2 != 0) else c
-        else:
+        a = m1 * th + m2
+        if a <= math.pi:
+            t = math.cos(a) if (m1 != 1 or m2 != 0) else c
+        elif m1 == 1:
             t = c - math.sin(math.pi - m2) * m2
+        else:  # piece k = ⌊a/π⌋ of the monotone extension
+            k = math.floor(a / math.pi)
+            t = (-1) ** k * math.cos(a) - 2 * k
         out[i, y] = t - m3
     return out * s
 
 
-@pytest.mark.parametrize("m1,m2,m3", [(1, 0.5, 0), (1, 0, 0.35), (1, 0.3, 0.2), (2, 0.0, 0)])
+@pytest.mark.parametrize("m1,m2,m3", [(1, 0.5, 0), (1, 0, 0.35), (1, 0.3, 0.2), (2, 0.0, 0), (1.35, 0.2, 0.1), (4, 0.0, 0)])
 def test_combined_margin_by_hand(m1, m2, m3):
     cos, labels = cos_and_labels()
     got = CombinedMargin(64, m1, m2, m3)(cos, labels)
     assert np.allclose(got.numpy(), manual_margin(cos, labels, 64, m1, m2, m3), atol=1e-4)
+
+
+def _target(margin, theta):
+    """margin's target logit for rows whose one column is at angle theta (float64)."""
+    cos = torch.cos(torch.as_tensor(theta, dtype=torch.float64)).reshape(-1, 1)
+    return margin(cos, torch.zeros(len(cos), dtype=torch.long))[:, 0]
+
+
+def test_multiplicative_margin_by_hand():
+    # m1=2, θ=2π/3: a = 4π/3 lies in piece k=1, ψ = −cos(4π/3) − 2 = −1.5
+    assert _target(CombinedMargin(10, 2, 0, 0), [2 * math.pi / 3]).item() == pytest.approx(-15.0, abs=1e-6)
+    # m1=4, m2=0.1, m3=0.2, θ=0.6π: a = 2.4π + 0.1 lies in piece k=2, ψ = cos(0.4π + 0.1) − 4
+    expect = 10 * (math.cos(0.4 * math.pi + 0.1) - 4 - 0.2)
+    assert _target(CombinedMargin(10, 4, 0.1, 0.2), [0.6 * math.pi]).item() == pytest.approx(expect, abs=1e-6)
+    # m1=2, m2=0.3, m3=0.2, θ=0.9π: a = 1.8π + 0.3 in piece k=1, ψ = −cos(0.3 − 0.2π) − 2
+    expect = 10 * (-math.cos(0.3 - 0.2 * math.pi) - 2 - 0.2)
+    assert _target(CombinedMargin(10, 2, 0.3, 0.2), [0.9 * math.pi]).item() == pytest.approx(expect, abs=1e-6)
+
+
+@pytest.mark.parametrize("m2", [0.0, 0.3])
+@pytest.mark.parametrize("m1", [1.35, 2, 4])
+def test_multiplicative_margin_is_continuous_and_decreasing(m1, m2):
+    # the ends are left out: there cos is clamped to ±(1 − 1e-7) and the target is flat
+    theta = torch.linspace(1e-3, math.pi - 1e-3, 20001, dtype=torch.float64)
+    diff = torch.diff(_target(CombinedMargin(1, m1, m2, 0), theta))
+    step = (theta[1] - theta[0]).item()
+    assert (diff < 0).all()
+    assert diff.abs().max().item() <= m1 * step * 1.001  # |dψ/dθ| ≤ m1: no jump anywhere
+
+
+@pytest.mark.parametrize("m2,m3", [(0.5, 0.0), (0.0, 0.35), (0.3, 0.2)])
+def test_m1_one_keeps_the_insightface_fallback(m2, m3):
+    theta = torch.linspace(0, math.pi, 2001, dtype=torch.float64)
+    got = _target(CombinedMargin(64, 1, m2, m3), theta)
+    th = torch.acos(torch.cos(theta).clamp(-1 + 1e-7, 1 - 1e-7))
+    t = torch.cos(theta)
+    old = t if m2 == 0 else torch.where(th + m2 <= math.pi, torch.cos(th + m2), t - math.sin(math.pi - m2) * m2)
+    assert torch.allclose(got, 64 * (old - m3), rtol=0, atol=1e-9)
+
+
+def test_combined_margin_refuses_non_positive_m1():
+    for m1 in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="m1 > 0"):
+            CombinedMargin(64, m1, 0.5, 0)
 
 
 def test_arcface_fallback_and_factories():
@@ -71,6 +119,9 @@ def test_adacos_fixed_and_dynamic_by_hand():
     before = dyn.s.item()
     dyn(cos, labels)
     assert dyn.s.item() == before  # no update outside training
+    dyn.train()
+    dyn(cos, torch.full_like(labels, -1))  # no target in the batch: nothing to adapt to
+    assert dyn.s.item() == before
 
 
 def test_fc_head_and_softmax_losses_by_hand():

@@ -15,7 +15,7 @@ from faceforge.models import create_embedder
 from faceforge.models.backbones import create_backbone
 from faceforge.models.export import export_onnx, export_safetensors
 from faceforge.train import augment as A
-from faceforge.train.samplers import balanced_indices, epoch_order, pk_batches
+from faceforge.train.samplers import balanced_indices, epoch_order, pk_batch_count, pk_batches
 from faceforge.vision.detectors import create_detector
 from faceforge.vision.prepare import prepare_aligned_dataset
 
@@ -30,13 +30,20 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert sorted(epoch_order(50, 1, 2)) == list(range(50))
 
 
-def test_pk_batches():
-    targets = np.repeat(np.arange(10), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+def test_pk_batches_cover_the_epoch_with_p_identities_of_k_images():
+    counts = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    targets = np.repeat(np.arange(10), counts)
+    # chunks of K=3 per identity: 1+1+1+2+2+2+3+3+3+4 = 22, so 22 // P = 5 batches of 4 chunks
+    assert pk_batch_count(targets, p=4, k=3) == 5
     batches = pk_batches(targets, p=4, k=3, seed=0, epoch=0)
-    assert len(batches) == 2
+    assert len(batches) == 5
     for b in batches:
         ids = targets[b]
         assert len(b) == 12 and len(set(ids)) == 4 and all((ids == c).sum() == 3 for c in set(ids))
+    seen = np.unique(np.concatenate(batches))
+    assert len(seen) >= 0.8 * len(targets)  # about every image once, not a few identities
+    assert all(np.array_equal(a, b) for a, b in zip(batches, pk_batches(targets, 4, 3, seed=0, epoch=0)))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, pk_batches(targets, 4, 3, seed=0, epoch=1)))
     with pytest.raises(FaceForgeError, match="at least P=20"):
         pk_batches(targets, p=20, k=2, seed=0, epoch=0)
 

@@ -19,7 +19,7 @@ from faceforge.models.embedders import create_embedder
 from faceforge.train.config import build_trainer
 
 from ..conftest import lfw_image
-from .test_trainer import aligned, config  # noqa: F401  (the aligned-LFW fixture)
+from .conftest import config
 
 runner = CliRunner()
 

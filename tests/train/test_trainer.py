@@ -12,44 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from faceforge.core.errors import FaceForgeError, ModelLoadError
-from faceforge.io import load_image
 from faceforge.models.heads.factory import HEAD_TYPES, build_head
 from faceforge.train.config import build_trainer
-from faceforge.vision.align import norm_crop
-from faceforge.vision.detectors import create_detector
 
-from ..conftest import LFW, need
 from ..ddp import run_gloo
-
-
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory) -> Path:
-    """8 LFW identities × 4 images, detected and aligned to 112×112 ArcFace crops."""
-    root = tmp_path_factory.mktemp("aligned")
-    det = create_detector("yunet", largest_only=True)
-    people = sorted(p for p in need(LFW / "images").iterdir() if p.is_dir() and len(list(p.iterdir())) >= 4)[:8]
-    for person in people:
-        (root / person.name).mkdir()
-        for f in sorted(person.iterdir())[:4]:
-            img = load_image(f)
-            face = det.detect(img)[0]
-            Image.fromarray(norm_crop(img, face.landmarks)).save(root / person.name / (f.stem + ".png"))
-    return root
-
-
-def config(aligned: Path, out: Path, **train) -> dict:
-    return {"model": {"backbone": "mbf", "num_features": 64},
-            "head": {"type": "arcface", "s": 32, "m": 0.3},
-            "data": {"root": str(aligned), "augment": "degrade"},
-            "train": {"output": str(out), "epochs": 2, "batch_size": 8, "lr": 0.05, "warmup_epochs": 0.5,
-                      "checkpoint_every": 1, "tensorboard": False, "device": "cpu", **train}}
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+from .conftest import config, same_weights
 
 
 def test_resume_continues_bit_for_bit(aligned, tmp_path):

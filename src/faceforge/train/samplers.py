@@ -3,6 +3,8 @@ run continues with exactly the batches it would have had, and DDP ranks take dis
 slices of the same order."""
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -13,19 +15,57 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def _by_identity(targets: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(targets, kind="stable")
+    classes, starts = np.unique(targets[order], return_index=True)
+    return {int(c): idx for c, idx in zip(classes, np.split(order, starts[1:]))}
+
+
+def pk_batch_count(targets: np.ndarray, p: int, k: int) -> int:
+    """Batches per epoch of `pk_batches`: every identity's images cut into chunks of K
+    (the last one filled up), P chunks per batch."""
+    counts = np.unique(np.asarray(targets), return_counts=True)[1]
+    return int(np.sum(-(-counts // k))) // p
+
+
 def pk_batches(targets: np.ndarray, p: int, k: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """P identities × K images per batch (for batch-hard triplet). Identities with fewer
-    than K images are sampled with replacement; identities are visited in a shuffled order."""
+    """P identities × K images per batch (for losses that need positives in the batch, such
+    as batch-hard triplet), covering the epoch's images about once: each identity's images
+    are shuffled and cut into chunks of K (a short last chunk is filled from the same
+    identity), the chunks are shuffled, and a batch takes the next P chunks of distinct
+    identities (a chunk whose identity is already in the batch waits for the next one).
+    The count is fixed (`pk_batch_count`); if distinct identities run out at the end of the
+    epoch, a batch is completed with K random images of identities not yet in it."""
     targets = np.asarray(targets)
     rng = np.random.default_rng([seed, epoch, 1])
-    by_id = {c: np.flatnonzero(targets == c) for c in np.unique(targets)}
+    by_id = _by_identity(targets)
     if len(by_id) < p:
         raise FaceForgeError(f"P×K sampling needs at least P={p} identities, the data has {len(by_id)}")
-    ids = rng.permutation(list(by_id))
+    chunks: list[tuple[int, np.ndarray]] = []
+    for c, idx in by_id.items():
+        idx = rng.permutation(idx)
+        short = -len(idx) % k
+        if short:
+            idx = np.concatenate([idx, rng.choice(idx, short, replace=len(idx) < short)])
+        chunks += [(c, idx[i:i + k]) for i in range(0, len(idx), k)]
+    pending = deque(chunks[i] for i in rng.permutation(len(chunks)))
+    ids = np.array(sorted(by_id))
     batches = []
-    for i in range(0, len(ids) - p + 1, p):
-        idx = [rng.choice(by_id[c], size=k, replace=len(by_id[c]) < k) for c in ids[i:i + p]]
-        batches.append(np.concatenate(idx))
+    for _ in range(pk_batch_count(targets, p, k)):
+        batch, used, waiting = [], set(), []
+        while len(batch) < p and pending:
+            c, idx = pending.popleft()
+            if c in used:
+                waiting.append((c, idx))
+                continue
+            used.add(c)
+            batch.append(idx)
+        pending.extendleft(reversed(waiting))
+        if len(batch) < p:
+            for c in rng.choice(ids[~np.isin(ids, list(used))], p - len(batch), replace=False):
+                idx = by_id[int(c)]
+                batch.append(rng.choice(idx, k, replace=len(idx) < k))
+        batches.append(np.concatenate(batch))
     return batches
 
 

@@ -3,7 +3,15 @@
 Determinism: the epoch order is a function of (seed, epoch) and each sample's augmentation
 of (seed, epoch, index), so worker count does not matter, DDP ranks take disjoint slices of
 the same order, and `resume` continues mid-epoch with exactly the batches (and, on the CPU,
-exactly the weights) an uninterrupted run would have produced.
+exactly the weights) an uninterrupted run would have produced: a checkpoint holds every
+random generator a step can draw from (torch CPU and CUDA, numpy, Python), and the
+DataLoader draws from its own generator, seeded by (seed, epoch, rank), not the global one.
+
+The head states what it needs (models.heads.base): a loss that needs positives in the
+batch gets P identities × K images batches; sharded parameters (Partial FC under DDP) keep
+their per-rank gradients while every other head parameter is averaged across ranks; the
+head's gradient norm for clipping is the norm over all shards; `best.pt` holds the whole
+head, every rank's shard gathered.
 """
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import fnmatch
 import json
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +37,10 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_json
 from faceforge.core.progress import progress
+from faceforge.models.heads.base import full_state_dict, needs_pk, sharded_parameters
 from faceforge.models.weights import load_state
 from faceforge.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from faceforge.train.samplers import epoch_order
+from faceforge.train.samplers import epoch_order, pk_batch_count, pk_batches
 
 
 @dataclass
@@ -53,6 +63,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0         # steps; 0 = at the end of each epoch only
     num_workers: int = 0
+    sampler: str = "auto"             # auto (P×K when the loss needs it) | uniform | pk
+    pk_k: int = 4                     # K images per identity in a P×K batch (P = batch_size / K)
     freeze: list[str] = field(default_factory=list)    # fnmatch patterns of parameter names
     unfreeze: list[str] = field(default_factory=list)  # exceptions to `freeze`
     best_metric: str | None = None    # a metric the callbacks return; higher is better
@@ -120,14 +132,22 @@ class Trainer:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         self._apply_freeze()
         self.model = DDP(self.backbone) if self.distributed else self.backbone
-        head_has_local_shards = hasattr(head, "start") and hasattr(head, "local")  # Partial FC
-        self.loss_fn = DDP(self.head) if self.distributed and not head_has_local_shards and \
-            any(p.requires_grad for p in self.head.parameters()) else self.head
+        # The head stays outside DDP: its replicated parameters' gradients are averaged by
+        # hand after backward, its sharded ones are already exact on each rank.
+        self.loss_fn = self.head
+        sharded = {id(p) for p in sharded_parameters(self.head)}
+        self._head_sharded = [p for p in self.head.parameters() if id(p) in sharded and p.requires_grad]
+        self._head_replicated = [p for p in self.head.parameters() if id(p) not in sharded and p.requires_grad]
+        self.use_pk = self._wants_pk()
         self.use_amp = bool(config.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.optimizer = self._make_optimizer()
-        n = len(dataset) // self.world
-        self.steps_per_epoch = max(1, n // (config.batch_size * config.grad_accum))
+        if self.use_pk:
+            batches = pk_batch_count(self.dataset.targets, config.batch_size // config.pk_k, config.pk_k)
+            self.steps_per_epoch = max(1, batches // self.world // config.grad_accum)
+        else:
+            n = len(dataset) // self.world
+            self.steps_per_epoch = max(1, n // (config.batch_size * config.grad_accum))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -141,6 +161,22 @@ class Trainer:
                              if self.rank == 0 and config.tensorboard else None)
 
     # ---- set-up -------------------------------------------------------------------
+    def _wants_pk(self) -> bool:
+        c = self.cfg
+        if c.sampler not in ("auto", "uniform", "pk"):
+            raise FaceForgeError(f"unknown sampler {c.sampler!r} (auto | uniform | pk)")
+        if c.sampler == "uniform" and needs_pk(self.head):
+            raise FaceForgeError("this loss needs P×K batches (several images per identity): "
+                                 "use sampler: auto or pk")
+        if not (c.sampler == "pk" or (c.sampler == "auto" and needs_pk(self.head))):
+            return False
+        if c.pk_k < 2 or c.batch_size % c.pk_k:
+            raise FaceForgeError(f"P×K batches need batch_size ({c.batch_size}) divisible by pk_k "
+                                 f"({c.pk_k}) and pk_k >= 2")
+        if not hasattr(self.dataset, "targets"):
+            raise FaceForgeError("P×K batches need the dataset's labels (a `targets` array)")
+        return True
+
     def _apply_freeze(self) -> None:
         for name, p in list(self.backbone.named_parameters(prefix="backbone")) + \
                 list(self.head.named_parameters(prefix="head")):
@@ -183,7 +219,7 @@ class Trainer:
                 "backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch, "torch_rng": torch.get_rng_state(),
+                "batch_in_epoch": self.batch_in_epoch, "rng": _rng_state(),
                 "history": json.dumps(self.history), "best": json.dumps(self.best),
                 "stale_epochs": self.stale_epochs}
 
@@ -205,22 +241,34 @@ class Trainer:
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
-        torch.set_rng_state(s["torch_rng"])
+        _set_rng_state(s["rng"])
         self.history, self.best = json.loads(s["history"]), json.loads(s["best"])
         self.stale_epochs = s["stale_epochs"]
         return True
 
     # ---- training -----------------------------------------------------------------
-    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
-        order = epoch_order(len(self.dataset), self.cfg.seed, epoch)
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """This rank's samples for `epoch`, batch after batch (disjoint slices across ranks)."""
+        c = self.cfg
+        if self.use_pk:
+            batches = pk_batches(self.dataset.targets, c.batch_size // c.pk_k, c.pk_k, c.seed, epoch)
+            per_rank = len(batches) // self.world
+            return np.concatenate(batches[self.rank * per_rank:(self.rank + 1) * per_rank])
+        order = epoch_order(len(self.dataset), c.seed, epoch)
         per_rank = len(order) // self.world
-        order = order[self.rank * per_rank:(self.rank + 1) * per_rank]  # disjoint slices
-        view = _EpochView(self.dataset, order, self.cfg.seed, epoch, self.transform)
+        return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+        view = _EpochView(self.dataset, self._epoch_order(epoch), self.cfg.seed, epoch, self.transform)
         bs = self.cfg.batch_size
         used = self.steps_per_epoch * self.cfg.grad_accum * bs
         positions = range(start_batch * bs, used)
+        # its own generator: creating the iterator draws a seed, which must not shift the
+        # global stream that dropout and Partial FC sampling use
+        generator = torch.Generator().manual_seed(int(np.random.default_rng(
+            [self.cfg.seed, epoch, self.rank, 7]).integers(2 ** 62)))
         return DataLoader(view, batch_size=bs, sampler=list(positions), collate_fn=_collate,
-                          num_workers=self.cfg.num_workers, drop_last=True)
+                          num_workers=self.cfg.num_workers, drop_last=True, generator=generator)
 
     def _log(self, scalars: dict[str, float]) -> None:
         if self._tensorboard is None:
@@ -240,22 +288,39 @@ class Trainer:
         loss = self.loss_fn(emb.float(), y)
         self.scaler.scale(loss / self.cfg.grad_accum).backward()
         if not accumulate:
+            if self.distributed:
+                _average_gradients(self._head_replicated, self.world)
             if self.cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                # Separately: a sharded head's norm differs per rank, the backbone's does not.
                 nn.utils.clip_grad_norm_(self.backbone.parameters(), self.cfg.grad_clip)
-                nn.utils.clip_grad_norm_(self.head.parameters(), self.cfg.grad_clip)
+                self._clip_head(self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
         return float(loss.detach())
 
+    def _clip_head(self, max_norm: float) -> None:
+        """Clip the head by its whole norm: the shards' squared norms summed over ranks."""
+        def sq(params):
+            grads = [p.grad.detach().float() for p in params if p.grad is not None]
+            return torch.stack([g.pow(2).sum() for g in grads]).sum() if grads else torch.zeros((), device=self.device)
+        total = sq(self._head_sharded)
+        if self.distributed and self._head_sharded:
+            dist.all_reduce(total)
+        norm = (total + sq(self._head_replicated)).sqrt()
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        for p in self._head_sharded + self._head_replicated:
+            if p.grad is not None:
+                p.grad.mul_(coef.to(p.grad.device))
+
     def fit(self, stop_after_steps: int | None = None) -> list[dict]:
         """Train to the configured number of epochs; returns the per-epoch history."""
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.step == 0:  # a resumed run restores the generator instead
+        if self.step == 0:  # a resumed run restores the generators instead
             torch.manual_seed(self.cfg.seed + self.rank)
+            np.random.seed(self.cfg.seed + self.rank)
+            random.seed(self.cfg.seed + self.rank)
         c = self.cfg
         while self.epoch < c.epochs:
             self.backbone.train()
@@ -313,12 +378,51 @@ class Trainer:
         if self.best is None or row[key] > self.best[key]:
             self.best = dict(row)
             self.stale_epochs = 0
+            head = full_state_dict(self.head)  # collective: every rank takes part
             if self.rank == 0:
-                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec, "backbone": self.backbone.state_dict(),
-                                                       "head": self.head.state_dict(), "metrics": json.dumps(row)})
+                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec,
+                                                       "backbone": self.backbone.state_dict(), "head": head,
+                                                       "metrics": json.dumps(row)})
             return False
         self.stale_epochs += 1
         return bool(self.cfg.early_stop_patience) and self.stale_epochs >= self.cfg.early_stop_patience
+
+
+def _average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """What DDP does for the backbone, for the head's replicated parameters."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _rng_state() -> dict:
+    """Every generator a training step can draw from, as tensors and plain numbers (so a
+    checkpoint loads with weights_only)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "state": torch.tensor(py_state, dtype=torch.int64),
+                       "gauss": py_gauss}}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
 def init_distributed() -> bool:

@@ -4,6 +4,9 @@ FCHead: normalised centres, a margin, cross-entropy. SoftmaxHead: an ordinary li
 PartialFC (An et al. 2021): each step uses the batch's classes plus a random sample of the
 others, so 100k+ identities fit in memory and time; with DDP the centres are sharded across
 ranks and the softmax is computed over all shards (embeddings and labels are gathered).
+
+`class_logits` are the un-margined logits (scaled cosines for FCHead) that logit
+distillation compares between student and teacher.
 """
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.models.heads.base import Head
 
-class SoftmaxHead(nn.Module):
+
+class SoftmaxHead(Head):
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.fc = nn.Linear(in_features, num_classes)
@@ -21,11 +26,14 @@ class SoftmaxHead(nn.Module):
     def logits(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(emb)
 
+    def class_logits(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.fc(emb)
+
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(emb), labels)
 
 
-class FCHead(nn.Module):
+class FCHead(Head):
     """Cosine logits between normalised embeddings and normalised centres, then `margin`."""
 
     def __init__(self, in_features: int, num_classes: int, margin: nn.Module) -> None:
@@ -40,6 +48,10 @@ class FCHead(nn.Module):
 
     def logits(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.margin(self.cosine(emb), labels)
+
+    def class_logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """Scaled cosines without the margin (the margin's current scale s)."""
+        return self.cosine(emb) * self.margin.s
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(emb, labels), labels)
@@ -65,9 +77,11 @@ class _AllGather(torch.autograd.Function):
         return grad[r * n:(r + 1) * n] * dist.get_world_size()
 
 
-class PartialFC(nn.Module):
+class PartialFC(Head):
     """Sampled-centre margin softmax. `sample_rate` is the fraction of (this rank's)
-    centres used each step; the batch's own classes are always included."""
+    centres used each step; the batch's own classes are always included. It shards when it
+    is built inside a process group; built outside one it is an ordinary replicated head
+    (whose gradients the Trainer averages)."""
 
     def __init__(self, in_features: int, num_classes: int, margin: nn.Module, sample_rate: float = 0.1,
                  generator: torch.Generator | None = None) -> None:
@@ -85,7 +99,26 @@ class PartialFC(nn.Module):
         self.num_sample = max(1, int(round(sample_rate * self.local)))
         self.weight = nn.Parameter(torch.normal(0, 0.01, (self.local, in_features)))
         self.margin = margin
+        if self.distributed:  # every rank sees the gathered rows, each owns some classes
+            margin.rows_shared = True
         self.generator = generator
+
+    def sharded_parameters(self) -> list[nn.Parameter]:
+        return [self.weight] if self.distributed else []
+
+    def full_state_dict(self) -> dict:
+        """Every rank's centres in class order (all ranks must call this together)."""
+        state = self.state_dict()
+        if not self.distributed:
+            return state
+        rows = -(-self.num_classes // self.world)
+        padded = self.weight.detach().new_zeros(rows, self.weight.shape[1])
+        padded[:self.local] = self.weight.detach()
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        base, extra = divmod(self.num_classes, self.world)
+        state["weight"] = torch.cat([p[:base + (r < extra)] for r, p in enumerate(parts)])
+        return state
 
     def _sample(self, local_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices of the centres used this step and the labels remapped into them (-1: not here)."""

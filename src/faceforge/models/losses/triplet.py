@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from faceforge.models.heads.base import Head
 
 
-class BatchHardTriplet(nn.Module):
+class BatchHardTriplet(Head):
+    needs_pk = True  # without several images per identity in a batch there is no positive
+
     def __init__(self, margin: float = 0.2) -> None:
         super().__init__()
         self.margin = float(margin)
