@@ -49,13 +49,13 @@ def trainer_speed(device: str, bs: int, steps: int) -> dict:
                       tensorboard=False, channels_last=device.startswith("cuda"), amp=True)
     t = Trainer(create_backbone("r50"), FCHead(512, CLASSES, ArcFace()), _Random(bs * (steps + 1)), cfg)
     loader = iter(t._loader(0, 0))
-    images, labels = next(loader)
+    images, labels, _ = next(loader)
     t.train_step(images, labels, accumulate=False)  # warm-up
     if t.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for images, labels in loader:
+    for images, labels, _ in loader:
         t.train_step(images, labels, accumulate=False)
     if t.device.type == "cuda":
         torch.cuda.synchronize()

@@ -44,7 +44,7 @@ def test_losses_that_need_positives_get_p_identities_by_k_images(aligned, tmp_pa
     for labels in _batches(t):
         ids, counts = np.unique(labels, return_counts=True)
         assert len(ids) == 2 and list(counts) == [4, 4]
-    images, labels = next(iter(t._loader(0, 0)))
+    images, labels, _ = next(iter(t._loader(0, 0)))
     assert len(np.unique(labels.numpy())) == 2  # the loader serves exactly those batches
 
 

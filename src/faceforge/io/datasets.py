@@ -38,6 +38,24 @@ class ImageFolderDataset(Dataset):
         self.samples = [(f, index[f.parent.name]) for f in files]
         self.transform = transform
 
+    def add_unlabelled(self, folder: str | Path) -> int:
+        """Append every image under `folder` (any depth) with label −1: faces without an
+        identity, which only a label-free loss (embedding distillation) learns from."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FaceForgeError("unlabelled face folder not found", folder)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise FaceForgeError("no images in the unlabelled face folder", folder)
+        self.samples += [(f, -1) for f in files]
+        return len(files)
+
+    def key(self, i: int) -> str:
+        """`<folder>/<stem>` of sample i: the name a precomputed teacher embedding is found by
+        (the same for a crop and for the original photo it was cut from)."""
+        path = self.samples[i][0]
+        return f"{path.parent.name}/{path.stem}"
+
     @property
     def targets(self) -> np.ndarray:
         return np.array([c for _, c in self.samples])

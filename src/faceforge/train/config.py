@@ -5,13 +5,16 @@
     data:  {root: aligned/, rec: null, augment: light, balance: null}  # root: <identity>/<image>
     train: {epochs: 10, batch_size: 64, lr: 0.1, output: runs/x}  # any TrainConfig field
     val:   {pairs: val_pairs.txt, root: aligned/}                 # optional
+    distill: {teacher: {...}, kd: {...}, features: {...}, embedding: {...}}  # train.distill
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from faceforge.core.errors import FaceForgeError
@@ -78,6 +81,10 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         raise FaceForgeError("data: give `root` (identity folders) or `rec` (RecordIO)")
     if not num_classes:
         raise FaceForgeError("the number of classes is unknown (set data.num_classes)")
+    for folder in d.get("unlabelled") or []:  # faces without identities, for a label-free loss
+        if not hasattr(dataset, "add_unlabelled"):
+            raise FaceForgeError("data.unlabelled needs data.root (an image-folder dataset)")
+        dataset.add_unlabelled(folder)
     if d.get("balance"):  # every identity resampled to exactly `balance` images
         from faceforge.train.augment import balance_augment
         from faceforge.train.samplers import BalancedDataset
@@ -102,10 +109,54 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
     identity = {"backbone": name, "num_features": int(num_features), "num_classes": int(num_classes),
                 "head": h.get("type", "arcface"), "backbone_kwargs": kw}
     augment = d.get("augment", "light")
-    trainer = Trainer(backbone, head, dataset, tcfg, transform=face_train_augment(augment) if augment else None,
-                      callbacks=cbs, identity=identity)
+    transform = face_train_augment(augment) if augment else None
+    if cfg.get("mutual"):
+        if cfg.get("distill"):
+            raise FaceForgeError("give either distill (a fixed teacher) or mutual (two students), not both")
+        trainer = _mutual_trainer(cfg, backbone, head, identity, dataset, num_classes, tcfg, transform, cbs)
+    else:
+        distiller = None
+        if cfg.get("distill"):
+            distiller = _distiller(cfg["distill"], backbone, head, dataset, int(num_features))
+            identity["distill"] = json.dumps(cfg["distill"], sort_keys=True)
+        trainer = Trainer(backbone, head, dataset, tcfg, transform=transform, callbacks=cbs, identity=identity,
+                          distiller=distiller)
     trainer.input_spec = asdict(backbone_input(name, int(dataset[0][0].shape[0]), d.get("template")))
     return trainer
+
+
+def _mutual_trainer(cfg: dict, backbone, head, identity: dict, dataset, num_classes: int, tcfg: TrainConfig,
+                    transform, callbacks: list):
+    """The `mutual:` section: a second model (`peer:`, default the same as `model:`) with its
+    own head, trained with the first by deep mutual learning (train.mutual)."""
+    from faceforge.train.mutual import MemberVerification, ModelPair, MutualConfig, MutualHead, MutualTrainer
+    mcfg = MutualConfig.from_section(cfg["mutual"])
+    name2, kw2, peer = _backbone(cfg.get("peer") or cfg.get("model", {}), "mbf")
+    dim2 = int(getattr(peer, "num_features", kw2.get("num_features", 512)))
+    peer_head = build_head(cfg.get("head", {}), dim2, num_classes)
+    dims = (identity["num_features"], dim2)
+    members = (identity, {**identity, "backbone": name2, "num_features": dim2, "backbone_kwargs": kw2})
+    pair_identity = {"mutual": json.dumps(cfg["mutual"], sort_keys=True), "members": json.dumps(members, sort_keys=True),
+                     "num_classes": identity["num_classes"]}
+    cbs = [MemberVerification(cb) if hasattr(cb, "evaluate") else cb for cb in callbacks]
+    return MutualTrainer(ModelPair(backbone, peer, dims), MutualHead(head, peer_head, dims, mcfg), dataset, tcfg,
+                         transform=transform, callbacks=cbs, identity=pair_identity, member_identities=members)
+
+
+def _distiller(section: dict, backbone: torch.nn.Module, head: torch.nn.Module, dataset, dim: int):
+    """The `distill:` section → a Distiller with its teacher (train.distill, train.teachers)."""
+    from faceforge.train.distill import DistillConfig, Distiller
+    from faceforge.train.teachers import build_teacher
+    from faceforge.train.trainer import arcface_preprocess
+    dcfg = DistillConfig.from_section(section)
+    margin_s = getattr(getattr(head, "margin", None), "s", 64.0)
+    scale = float(dcfg.scale if dcfg.scale is not None else margin_s)
+    if dcfg.feature_weight and section.get("teacher"):
+        section = {**section, "teacher": {**section["teacher"], "feature_layer": dcfg.teacher_layer}}
+    teacher = build_teacher(section, dataset, scale)
+    images = np.stack([dataset[0][0]])
+    probe = (torch.tensor([0]), images, getattr(backbone, "preprocess", arcface_preprocess)(images))
+    return Distiller(dcfg, teacher, backbone, dim, probe)
 
 
 def build_bn_finetuner(cfg: dict, **overrides):

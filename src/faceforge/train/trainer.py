@@ -40,6 +40,7 @@ from faceforge.core.progress import progress
 from faceforge.models.heads.base import full_state_dict, needs_pk, sharded_parameters
 from faceforge.models.weights import load_state
 from faceforge.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from faceforge.train.distill import Distiller
 from faceforge.train.samplers import epoch_order, pk_batch_count, pk_batches
 
 
@@ -85,7 +86,8 @@ def arcface_preprocess(batch: np.ndarray) -> torch.Tensor:
 
 
 class _EpochView(Dataset):
-    """Position → the sample the (seed, epoch) order puts there, augmented with its own rng."""
+    """Position → the sample the (seed, epoch) order puts there, augmented with its own rng,
+    with its dataset index (a teacher looks its outputs up by it)."""
 
     def __init__(self, base: Dataset, order: np.ndarray, seed: int, epoch: int, transform) -> None:
         self.base, self.order, self.seed, self.epoch, self.transform = base, order, seed, epoch, transform
@@ -98,17 +100,19 @@ class _EpochView(Dataset):
         img, label = self.base[idx]
         if self.transform is not None:
             img = self.transform(img, np.random.default_rng([self.seed, self.epoch, idx]))
-        return img, label
+        return img, label, idx
 
 
 def _collate(items):
-    return np.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items])
+    return (np.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items]),
+            torch.tensor([i[2] for i in items]))
 
 
 class Trainer:
     def __init__(self, backbone: nn.Module, head: nn.Module, dataset: Dataset, config: TrainConfig,
                  transform: Callable | None = None, preprocess: Callable | None = None,
-                 callbacks: Sequence[Callback] = (), identity: dict | None = None) -> None:
+                 callbacks: Sequence[Callback] = (), identity: dict | None = None,
+                 distiller: Distiller | None = None) -> None:
         self.cfg = config
         self.dataset, self.transform = dataset, transform
         self.preprocess = preprocess or getattr(backbone, "preprocess", arcface_preprocess)
@@ -128,16 +132,26 @@ class Trainer:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         self.device = resolve_device(device)
         self.backbone, self.head = backbone.to(self.device), head.to(self.device)
+        self.distiller = distiller.to(self.device) if distiller is not None else None
+        if self.distiller is not None:
+            self.distiller.teacher.to(self.device)
         if config.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         self._apply_freeze()
-        self.model = DDP(self.backbone) if self.distributed else self.backbone
+        # A wholly frozen backbone (training a classifier on a fixed model, e.g. a teacher's
+        # FC) runs in eval mode without gradients, so its BatchNorm statistics stay its own.
+        self.backbone_frozen = not any(p.requires_grad for p in self.backbone.parameters())
+        self.model = DDP(self.backbone) if self.distributed and not self.backbone_frozen else self.backbone
+        self._unlabelled = bool((np.asarray(getattr(dataset, "targets", [0])) < 0).any())
+        self._check_distillation()
         # The head stays outside DDP: its replicated parameters' gradients are averaged by
         # hand after backward, its sharded ones are already exact on each rank.
         self.loss_fn = self.head
         sharded = {id(p) for p in sharded_parameters(self.head)}
         self._head_sharded = [p for p in self.head.parameters() if id(p) in sharded and p.requires_grad]
         self._head_replicated = [p for p in self.head.parameters() if id(p) not in sharded and p.requires_grad]
+        if self.distiller is not None:
+            self._head_replicated += [p for p in self.distiller.parameters() if p.requires_grad]
         self.use_pk = self._wants_pk()
         self.use_amp = bool(config.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -152,6 +166,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
+        self._parts: list[dict[str, float]] = []
         self.best: dict | None = None
         self.stale_epochs = 0
         self._tb = None
@@ -161,6 +176,21 @@ class Trainer:
                              if self.rank == 0 and config.tensorboard else None)
 
     # ---- set-up -------------------------------------------------------------------
+    def _check_distillation(self) -> None:
+        if self._unlabelled and (sharded_parameters(self.head) or needs_pk(self.head)):
+            raise FaceForgeError("unlabelled faces cannot train a sharded Partial FC or a P×K loss; "
+                                 "use a full FC head (or head: none) with them")
+        d = self.distiller
+        if d is None or not d.cfg.kd_weight:
+            return
+        if not hasattr(self.head, "class_logits"):
+            raise FaceForgeError("logit distillation needs a full FC or softmax head (not Partial FC "
+                                 "or a weighted sum): its un-margined logits are compared with the teacher's")
+        classes = self.identity.get("num_classes")
+        if classes is not None and d.teacher.num_classes != classes:
+            raise FaceForgeError(f"the teacher's head has {d.teacher.num_classes} classes, the student "
+                                 f"trains on {classes}: logit distillation needs the same identities")
+
     def _wants_pk(self) -> bool:
         c = self.cfg
         if c.sampler not in ("auto", "uniform", "pk"):
@@ -187,8 +217,10 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.cfg
+        extra = [p for p in self.distiller.parameters() if p.requires_grad] if self.distiller is not None else []
         groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": c.lr},
-                  {"params": [p for p in self.head.parameters() if p.requires_grad], "lr": c.lr * c.head_lr_mult}]
+                  {"params": [p for p in self.head.parameters() if p.requires_grad] + extra,
+                   "lr": c.lr * c.head_lr_mult}]
         groups = [g for g in groups if g["params"]]
         if not groups:
             raise FaceForgeError("every parameter is frozen: nothing to train")
@@ -217,6 +249,7 @@ class Trainer:
     def state(self) -> dict:
         return {"identity": self.identity, "input": self.input_spec, "config": asdict(self.cfg),
                 "backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
+                "distill": self.distiller.state_dict() if self.distiller is not None else {},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "rng": _rng_state(),
@@ -237,6 +270,8 @@ class Trainer:
         check_compatible(s.get("identity", {}), self.identity, path)
         load_state(self.backbone, s["backbone"], "backbone", path)
         load_state(self.head, s["head"], "head", path)
+        if self.distiller is not None:
+            load_state(self.distiller, s.get("distill", {}), "distillation adapter", path)
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
@@ -278,14 +313,31 @@ class Trainer:
         for k, v in scalars.items():
             self._tb.add_scalar(k, v, self.step)
 
-    def train_step(self, images: np.ndarray, labels: torch.Tensor, accumulate: bool) -> float:
+    def train_step(self, images: np.ndarray, labels: torch.Tensor, accumulate: bool,
+                   index: torch.Tensor | None = None) -> float:
+        """One forward/backward (and, unless accumulating, an optimiser step); `index` are the
+        samples' dataset indices, which a distillation teacher needs."""
         x = self.preprocess(images).to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp), \
+                torch.set_grad_enabled(not self.backbone_frozen):
             emb = self.model(x)
-        loss = self.loss_fn(emb.float(), y)
+        emb = emb.float()
+        if self._unlabelled:  # the head learns from the labelled rows only
+            known = y >= 0
+            loss = self.loss_fn(emb[known], y[known]) if bool(known.any()) else emb.sum() * 0.0
+        else:
+            loss = self.loss_fn(emb, y)
+        if self.distiller is not None:
+            if index is None:
+                raise FaceForgeError("a distillation step needs the samples' dataset indices")
+            d = self.distiller
+            teacher = d.teacher(index, images, want_features=d.features is not None)
+            loss, parts = d.loss(loss, emb, getattr(self.head, "class_logits", None), teacher, self.epoch,
+                                 self.cfg.epochs)
+            self._parts.append(parts)
         self.scaler.scale(loss / self.cfg.grad_accum).backward()
         if not accumulate:
             if self.distributed:
@@ -323,15 +375,17 @@ class Trainer:
             random.seed(self.cfg.seed + self.rank)
         c = self.cfg
         while self.epoch < c.epochs:
-            self.backbone.train()
+            self.backbone.train(not self.backbone_frozen)
             self.head.train()
             t0, losses = time.perf_counter(), []
+            self._parts: list[dict[str, float]] = []
             loader = self._loader(self.epoch, self.batch_in_epoch * c.grad_accum)
             micro = 0
-            for images, labels in progress(loader, f"epoch {self.epoch + 1}/{c.epochs}", enabled=None if self.rank == 0 else False):
+            for images, labels, index in progress(loader, f"epoch {self.epoch + 1}/{c.epochs}",
+                                                  enabled=None if self.rank == 0 else False):
                 micro += 1
                 accumulate = micro % c.grad_accum != 0
-                losses.append(self.train_step(images, labels, accumulate))
+                losses.append(self.train_step(images, labels, accumulate, index))
                 if accumulate:
                     continue
                 self.step += 1
@@ -346,6 +400,8 @@ class Trainer:
             row = {"epoch": self.epoch + 1, "step": self.step, "loss": float(np.mean(losses)) if losses else None,
                    "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
                    "images_per_s": round(len(losses) * c.batch_size * self.world / max(time.perf_counter() - t0, 1e-9), 1)}
+            if self._parts:  # the distillation loss's parts, averaged over the epoch
+                row.update({f"distill_{k}": float(np.mean([p[k] for p in self._parts])) for k in self._parts[0]})
             for cb in self.callbacks:
                 self.backbone.eval()
                 row.update(cb.on_epoch_end(self, self.epoch))
@@ -371,6 +427,11 @@ class Trainer:
         return {"output": self.cfg.output, "resumed": resumed, "steps": self.step, "history": history,
                 "best": self.best}
 
+    def _write_best(self, head_state: dict, row: dict) -> None:
+        save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec,
+                                               "backbone": self.backbone.state_dict(), "head": head_state,
+                                               "metrics": json.dumps(row)})
+
     def _track_best(self, row: dict) -> bool:
         key = self.cfg.best_metric
         if not key or key not in row:
@@ -380,9 +441,7 @@ class Trainer:
             self.stale_epochs = 0
             head = full_state_dict(self.head)  # collective: every rank takes part
             if self.rank == 0:
-                save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec,
-                                                       "backbone": self.backbone.state_dict(), "head": head,
-                                                       "metrics": json.dumps(row)})
+                self._write_best(head, row)
             return False
         self.stale_epochs += 1
         return bool(self.cfg.early_stop_patience) and self.stale_epochs >= self.cfg.early_stop_patience

@@ -5,9 +5,11 @@ registry; a new type is one decorated function (here or in a plugin).
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from faceforge.core.registry import Registry
+from faceforge.models.heads.base import Head
 from faceforge.models.heads.fc import FCHead, PartialFC, SoftmaxHead
 from faceforge.models.heads.margins import AdaCos, CombinedMargin
 from faceforge.models.losses import BatchHardTriplet, WeightedSum
@@ -55,6 +57,19 @@ def _adacos_fixed(cfg: dict, in_features: int, num_classes: int) -> nn.Module:
     return _margin_head(cfg, in_features, num_classes, AdaCos(num_classes, dynamic=False))
 
 
+class NoHead(Head):
+    """No class loss at all: the student learns from a distillation loss alone (which needs
+    no labels, so unlabelled faces can train it)."""
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return emb.sum() * 0.0
+
+
+@HEADS.register("none")
+def _none(cfg: dict, in_features: int, num_classes: int) -> nn.Module:
+    return NoHead()
+
+
 @HEADS.register("triplet")
 def _triplet(cfg: dict, in_features: int, num_classes: int) -> nn.Module:
     return BatchHardTriplet(cfg.get("triplet_margin", 0.2))
@@ -64,7 +79,7 @@ HEAD_TYPES = tuple(HEADS.names())
 
 
 def build_head(cfg: dict, in_features: int, num_classes: int) -> nn.Module:
-    """type: softmax | arcface | cosface | combined | adacos | adacos-fixed | triplet;
+    """type: softmax | arcface | cosface | combined | adacos | adacos-fixed | triplet | none;
     s, m (or m1, m2, m3); partial_fc: sample rate (0 = off); init: class_means (weight
     imprinting, applied by train.config.build_trainer); triplet_weight: add
     weight × batch-hard triplet (margin `triplet_margin`) to a margin head."""
