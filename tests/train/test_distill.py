@@ -263,3 +263,33 @@ def test_committed_distillation_configs_are_valid(path):
     if "mutual" in cfg:
         MutualConfig.from_section(cfg["mutual"])
     assert cfg["data"]["list"] == "bench/data/lfw_split/train.txt"  # the training identities only
+
+
+def test_settings_that_would_train_wrongly_are_refused(aligned, tmp_path):
+    cfg = config(aligned, tmp_path / "a")
+    cfg["head"] = {"type": "none"}
+    with pytest.raises(FaceForgeError, match="learns nothing without a distill section"):
+        build_trainer(cfg)
+    cfg = config(aligned, tmp_path / "b")
+    cfg["data"].update(unlabelled=[str(aligned)], balance=4)
+    with pytest.raises(FaceForgeError, match="cannot take data.unlabelled"):
+        build_trainer(cfg)
+    cfg = config(aligned, tmp_path / "c")
+    cfg["distill"] = {"teacher": {"backbone": "mbf", "num_features": 64, "root": str(aligned)},
+                      "features": {"weight": 1, "student_layer": "layers.0", "teacher_layer": "layers.0"}}
+    with pytest.raises(FaceForgeError, match="must see the student's crops"):
+        build_trainer(cfg)
+    with pytest.raises(FaceForgeError, match=r"alpha is \[first, last\]"):
+        DistillConfig.from_section({"teacher": {}, "kd": {"weight": 1, "alpha": 0.5}})
+
+
+def test_a_checkpoint_without_saved_generators_is_refused_by_name(aligned, tmp_path):
+    t = build_trainer(config(aligned, tmp_path, epochs=1))
+    t.fit(stop_after_steps=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["torch_rng"] = state.pop("rng")["torch"]  # what older versions wrote
+    torch.save(state, tmp_path / "last.pt")
+    from faceforge.core.errors import ModelLoadError
+    with pytest.raises(ModelLoadError, match="no saved random generators") as err:
+        build_trainer(config(aligned, tmp_path, epochs=1)).resume()
+    assert "last.pt" in str(err.value)

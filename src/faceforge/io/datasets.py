@@ -37,6 +37,7 @@ class ImageFolderDataset(Dataset):
             raise FaceForgeError(f"images of identities outside the class list: {unknown[:5]}", self.root)
         self.samples = [(f, index[f.parent.name]) for f in files]
         self.transform = transform
+        self.unlabelled = 0  # samples with label −1 (add_unlabelled)
 
     def add_unlabelled(self, folder: str | Path) -> int:
         """Append every image under `folder` (any depth) with label −1: faces without an
@@ -48,6 +49,7 @@ class ImageFolderDataset(Dataset):
         if not files:
             raise FaceForgeError("no images in the unlabelled face folder", folder)
         self.samples += [(f, -1) for f in files]
+        self.unlabelled += len(files)
         return len(files)
 
     def key(self, i: int) -> str:

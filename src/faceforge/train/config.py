@@ -85,6 +85,8 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         if not hasattr(dataset, "add_unlabelled"):
             raise FaceForgeError("data.unlabelled needs data.root (an image-folder dataset)")
         dataset.add_unlabelled(folder)
+    if d.get("balance") and d.get("unlabelled"):
+        raise FaceForgeError("data.balance resamples identities: it cannot take data.unlabelled faces")
     if d.get("balance"):  # every identity resampled to exactly `balance` images
         from faceforge.train.augment import balance_augment
         from faceforge.train.samplers import BalancedDataset
@@ -139,7 +141,10 @@ def _mutual_trainer(cfg: dict, backbone, head, identity: dict, dataset, num_clas
     pair_identity = {"mutual": json.dumps(cfg["mutual"], sort_keys=True), "members": json.dumps(members, sort_keys=True),
                      "num_classes": identity["num_classes"]}
     cbs = [MemberVerification(cb) if hasattr(cb, "evaluate") else cb for cb in callbacks]
-    return MutualTrainer(ModelPair(backbone, peer, dims), MutualHead(head, peer_head, dims, mcfg), dataset, tcfg,
+    pair = ModelPair(backbone, peer, dims)
+    if hasattr(backbone, "preprocess"):  # both members are fed the first's normalisation
+        pair.preprocess = backbone.preprocess
+    return MutualTrainer(pair, MutualHead(head, peer_head, dims, mcfg), dataset, tcfg,
                          transform=transform, callbacks=cbs, identity=pair_identity, member_identities=members)
 
 
@@ -151,6 +156,9 @@ def _distiller(section: dict, backbone: torch.nn.Module, head: torch.nn.Module, 
     dcfg = DistillConfig.from_section(section)
     margin_s = getattr(getattr(head, "margin", None), "s", 64.0)
     scale = float(dcfg.scale if dcfg.scale is not None else margin_s)
+    if dcfg.feature_weight and (section.get("teacher") or {}).get("root"):
+        raise FaceForgeError("feature matching compares maps of the same augmented crop: the teacher must "
+                             "see the student's crops (no teacher root)")
     if dcfg.feature_weight and section.get("teacher"):
         section = {**section, "teacher": {**section["teacher"], "feature_layer": dcfg.teacher_layer}}
     teacher = build_teacher(section, dataset, scale)

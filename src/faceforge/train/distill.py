@@ -54,8 +54,13 @@ class DistillConfig:
             bad = sorted(set(sec) - keys)
             if bad:
                 raise FaceForgeError(f"unknown distill.{name} options {bad}; known: {sorted(keys)}")
+        alpha = kd.get("alpha", (0.99, 0.0099))
+        if not isinstance(alpha, (list, tuple)) or len(alpha) != 2:
+            raise FaceForgeError(f"distill.kd.alpha is [first, last], not {alpha!r}")
+        if emb.get("loss", "cosine") not in ("cosine", "mse"):
+            raise FaceForgeError(f"distill.embedding.loss is cosine or mse, not {emb.get('loss')!r}")
         cfg = cls(kd_weight=float(kd.get("weight", 0.0)), temperature=float(kd.get("temperature", 2.0)),
-                  alpha=tuple(float(a) for a in kd.get("alpha", (0.99, 0.0099))), scale=kd.get("scale"),
+                  alpha=(float(alpha[0]), float(alpha[1])), scale=kd.get("scale"),
                   feature_weight=float(feat.get("weight", 0.0)), student_layer=feat.get("student_layer"),
                   teacher_layer=feat.get("teacher_layer"), embedding_weight=float(emb.get("weight", 0.0)),
                   embedding_loss=emb.get("loss", "cosine"))
@@ -63,8 +68,6 @@ class DistillConfig:
             raise FaceForgeError("distill: give a weight > 0 to at least one of kd, features, embedding")
         if cfg.feature_weight and not (cfg.student_layer and cfg.teacher_layer):
             raise FaceForgeError("distill.features needs student_layer and teacher_layer (module names)")
-        if len(cfg.alpha) != 2:
-            raise FaceForgeError("distill.kd.alpha is [first, last]")
         return cfg
 
 
@@ -124,7 +127,8 @@ class Distiller(nn.Module):
             total = total + c.kd_weight * a * kd
             parts["kd"] = float(kd.detach())
         if self.features is not None:
-            mse = self.features(self._student_features, teacher.features.to(emb.device))
+            # float: under AMP the hooked map is half precision, the adapter is not
+            mse = self.features(self._student_features.float(), teacher.features.to(emb.device).float())
             total = total + c.feature_weight * mse
             parts["feature_mse"] = float(mse.detach())
         if self.embedding is not None:

@@ -5,15 +5,16 @@
     mutual: {mode: synchronous, weight: 1.0, temperature: 1.0}
     # or {mode: sequential, temperature: 6, alpha_epochs: 25}
 
-Synchronous: loss = CE₁ + CE₂ + w·(KL(p₂ ‖ p₁) + KL(p₁ ‖ p₂)), each KL pulling one model
-towards the other's (detached) distribution; one backward, and the one optimiser steps both
+Synchronous: loss = CE₁ + CE₂ + w·T²·(KL(p₂ ‖ p₁) + KL(p₁ ‖ p₂)) at temperature T (default
+1), each KL pulling one model towards the other's (detached) distribution; one backward, and the one optimiser steps both
 models (SGD and AdamW are per-parameter, so this is two optimisers with equal settings).
 Sequential: each step first updates model 1 against model 2 frozen (eval mode, no
 gradient), then model 2 against the updated model 1, each with α·CE + (1 − α)·T²·KL at
 temperature T, α = 1 − (epoch + 0.1)/alpha_epochs (clamped to [0, 1]). Distributions are
 softmaxes of each model's un-margined logits (scaled cosines). Both models live in one
 checkpoint (resumable) and each is also written on its own under `model1/`, `model2/` in the
-ordinary single-model format, so `faceforge export` takes either.
+ordinary single-model format, so `faceforge export` takes either (both `best.pt` are taken
+at the epoch `train.best_metric` chooses, e.g. `val_acc_model1`).
 """
 from __future__ import annotations
 

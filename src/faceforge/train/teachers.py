@@ -97,8 +97,11 @@ class ModelTeacher:
         if self.root is not None:  # its own crops of the same photos
             crops = []
             for i in index.tolist():
-                rel = Path(self.dataset.samples[i][0]).relative_to(self.dataset.root)
-                path = self.root / rel
+                sample = Path(self.dataset.samples[i][0])
+                if not sample.is_relative_to(self.dataset.root):
+                    raise FaceForgeError(f"a teacher with its own crops (root: {self.root}) needs every "
+                                         "training image under data.root; this one is not", sample)
+                path = self.root / sample.relative_to(self.dataset.root)
                 if not path.is_file():
                     raise FaceForgeError("the teacher's crop of a training image is missing", path)
                 crops.append(load_image(path))

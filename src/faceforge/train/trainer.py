@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
 from faceforge.core.device import resolve_device
-from faceforge.core.errors import FaceForgeError
+from faceforge.core.errors import FaceForgeError, ModelLoadError
 from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_json
 from faceforge.core.progress import progress
@@ -142,7 +142,7 @@ class Trainer:
         # FC) runs in eval mode without gradients, so its BatchNorm statistics stay its own.
         self.backbone_frozen = not any(p.requires_grad for p in self.backbone.parameters())
         self.model = DDP(self.backbone) if self.distributed and not self.backbone_frozen else self.backbone
-        self._unlabelled = bool((np.asarray(getattr(dataset, "targets", [0])) < 0).any())
+        self._unlabelled = getattr(dataset, "unlabelled", 0) > 0  # faces added with label −1
         self._check_distillation()
         # The head stays outside DDP: its replicated parameters' gradients are averaged by
         # hand after backward, its sharded ones are already exact on each rank.
@@ -177,9 +177,15 @@ class Trainer:
 
     # ---- set-up -------------------------------------------------------------------
     def _check_distillation(self) -> None:
-        if self._unlabelled and (sharded_parameters(self.head) or needs_pk(self.head)):
+        if self._unlabelled and (sharded_parameters(self.head) or needs_pk(self.head) or self.cfg.sampler == "pk"):
             raise FaceForgeError("unlabelled faces cannot train a sharded Partial FC or a P×K loss; "
                                  "use a full FC head (or head: none) with them")
+        if self._unlabelled and self.distributed:
+            raise FaceForgeError("unlabelled faces train in one process: a rank whose batch has no label "
+                                 "would skip the head's collectives")
+        if self.distiller is None and not any(p.requires_grad for p in self.head.parameters()) and \
+                self.identity.get("head") == "none":
+            raise FaceForgeError("head: none learns nothing without a distill section")
         d = self.distiller
         if d is None or not d.cfg.kd_weight:
             return
@@ -276,6 +282,9 @@ class Trainer:
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
+        if "rng" not in s:
+            raise ModelLoadError("checkpoint from an older FaceForge (no saved random generators): "
+                                 "it cannot resume exactly; start the run again", path)
         _set_rng_state(s["rng"])
         self.history, self.best = json.loads(s["history"]), json.loads(s["best"])
         self.stale_epochs = s["stale_epochs"]
@@ -449,7 +458,10 @@ class Trainer:
 
 def _average_gradients(params: list[nn.Parameter], world: int) -> None:
     """What DDP does for the backbone, for the head's replicated parameters."""
-    grads = [p.grad for p in params if p.grad is not None]
+    for p in params:  # a parameter this rank did not use still takes part in the sum
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
