@@ -1,11 +1,5 @@
 """Distillation: each loss recomputed by hand, teachers, and whole runs on real faces."""
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +7,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.models.losses.distill import EmbeddingMatch, FeatureMatch, logit_kd
@@ -22,7 +15,7 @@ from faceforge.train.config import build_trainer
 from faceforge.train.distill import DistillConfig, Distiller, cosine_alpha
 from faceforge.train.teachers import EnsembleTeacher, PrecomputedTeacher, TeacherOutput
 
-from .conftest import config, same_weights
+from .conftest import config, kill_9_then_resume, same_weights
 
 
 def _softmax(z):
@@ -224,31 +217,11 @@ def test_bad_distillation_settings_name_the_problem(aligned, tmp_path):
         build_trainer(cfg)
 
 
-def _cli(cfg_path: Path) -> list[str]:
-    return [sys.executable, "-m", "faceforge.cli.main", "train", str(cfg_path), "--json"]
-
-
 def test_a_distillation_run_resumes_after_kill_9_with_identical_weights(aligned, tmp_path):
     teacher = _teacher_fc(aligned, tmp_path / "teacher")
-    ref_cfg, cfg = tmp_path / "ref.yaml", tmp_path / "run.yaml"
-    ref_cfg.write_text(yaml.safe_dump(_student(aligned, tmp_path / "ref", teacher, epochs=3)))
-    cfg.write_text(yaml.safe_dump(_student(aligned, tmp_path / "run", teacher, epochs=3)))
-    subprocess.run(_cli(ref_cfg), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "run" / "last.pt"
-    deadline, seen = time.time() + 180, 0
-    while time.time() < deadline and seen < 4:
-        if last.exists() and last.stat().st_size:
-            seen = max(seen, torch.load(last, weights_only=True)["step"])
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 0 < torch.load(last, weights_only=True)["step"] < 12, "the run must be killed mid-training"
-    res = json.loads(subprocess.run(_cli(cfg), check=True, capture_output=True, text=True).stdout)
-    assert res["resumed"] and res["steps"] == 12
-    a, b = torch.load(tmp_path / "ref" / "last.pt", weights_only=True), torch.load(last, weights_only=True)
-    for part in ("backbone", "head", "distill"):
-        assert same_weights(a[part], b[part]), part
+    kill_9_then_resume(_student(aligned, tmp_path / "ref", teacher, epochs=3),
+                       _student(aligned, tmp_path / "run", teacher, epochs=3), tmp_path, 12,
+                       parts=("backbone", "head", "distill"))
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("distill_*.yaml")),

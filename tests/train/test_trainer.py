@@ -1,11 +1,6 @@
 """The Trainer on real aligned LFW faces: determinism, kill-and-resume, DDP, safety."""
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +13,7 @@ from faceforge.models.heads.factory import HEAD_TYPES, build_head
 from faceforge.train.config import build_trainer
 
 from ..ddp import run_gloo
-from .conftest import config, same_weights
+from .conftest import config, kill_9_then_resume, same_weights
 
 
 def test_resume_continues_bit_for_bit(aligned, tmp_path):
@@ -35,31 +30,9 @@ def test_resume_continues_bit_for_bit(aligned, tmp_path):
     assert [h["loss"] for h in resumed.history][1] == hist[1]["loss"]
 
 
-def _cli(cfg_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "faceforge.cli.main", "train", str(cfg_path), "--json", *extra]
-
-
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(aligned, tmp_path):
-    ref_cfg, cfg = tmp_path / "ref.yaml", tmp_path / "run.yaml"
-    ref_cfg.write_text(yaml.safe_dump(config(aligned, tmp_path / "ref", epochs=3)))
-    cfg.write_text(yaml.safe_dump(config(aligned, tmp_path / "run", epochs=3)))
-    subprocess.run(_cli(ref_cfg), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "run" / "last.pt"
-    deadline, seen = time.time() + 120, 0
-    while time.time() < deadline and seen < 4:  # let a few steps' checkpoints land
-        if last.exists():
-            seen = max(seen, torch.load(last, weights_only=True)["step"]) if last.stat().st_size else seen
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = torch.load(last, weights_only=True)["step"]
-    assert 0 < killed_at < 12, "the run must be killed mid-training"
-    res = json.loads(subprocess.run(_cli(cfg), check=True, capture_output=True, text=True).stdout)
-    assert res["resumed"] and res["steps"] == 12
-    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
-    b = torch.load(last, weights_only=True)
-    assert same_weights(a["backbone"], b["backbone"]) and same_weights(a["head"], b["head"])
+    kill_9_then_resume(config(aligned, tmp_path / "ref", epochs=3), config(aligned, tmp_path / "run", epochs=3),
+                       tmp_path, 12)
 
 
 def _ddp_worker(rank, world, cfg):

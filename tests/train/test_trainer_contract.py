@@ -1,19 +1,12 @@
 """What a head asks of the Trainer (P×K batches, sharded parameters, one gathered
 checkpoint) and exact resumption with every random generator a step draws from."""
 import copy
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.io.datasets import ImageFolderDataset
@@ -24,7 +17,7 @@ from faceforge.train.config import build_trainer
 from faceforge.train.trainer import TrainConfig, Trainer, arcface_preprocess
 
 from ..ddp import run_gloo
-from .conftest import config, same_weights
+from .conftest import config, kill_9_then_resume, same_weights
 
 
 def _batches(trainer: Trainer, epoch: int = 0) -> np.ndarray:
@@ -62,10 +55,6 @@ def test_plain_heads_keep_uniform_batches_and_bad_sampler_settings_are_refused(a
         build_trainer(config(aligned, tmp_path, sampler="random"))
 
 
-def _cli(cfg_path: Path) -> list[str]:
-    return [sys.executable, "-m", "faceforge.cli.main", "train", str(cfg_path), "--json"]
-
-
 def _noisy(aligned_many: Path, out: Path) -> dict:
     """Partial FC sampling 30 % of 20 centres (batches hold at most 4) and dropout 0.2: both
     draw from the global generator every step."""
@@ -76,26 +65,7 @@ def _noisy(aligned_many: Path, out: Path) -> dict:
 
 
 def test_kill_9_with_partial_fc_and_dropout_resumes_to_identical_weights(aligned_many, tmp_path):
-    ref_cfg, cfg = tmp_path / "ref.yaml", tmp_path / "run.yaml"
-    ref_cfg.write_text(yaml.safe_dump(_noisy(aligned_many, tmp_path / "ref")))
-    cfg.write_text(yaml.safe_dump(_noisy(aligned_many, tmp_path / "run")))
-    subprocess.run(_cli(ref_cfg), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "run" / "last.pt"
-    deadline, seen = time.time() + 180, 0
-    while time.time() < deadline and seen < 5:
-        if last.exists() and last.stat().st_size:
-            seen = max(seen, torch.load(last, weights_only=True)["step"])
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = torch.load(last, weights_only=True)["step"]
-    assert 0 < killed_at < 20, "the run must be killed mid-training"
-    res = json.loads(subprocess.run(_cli(cfg), check=True, capture_output=True, text=True).stdout)
-    assert res["resumed"] and res["steps"] == 20
-    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
-    b = torch.load(last, weights_only=True)
-    assert same_weights(a["backbone"], b["backbone"]) and same_weights(a["head"], b["head"])
+    kill_9_then_resume(_noisy(aligned_many, tmp_path / "ref"), _noisy(aligned_many, tmp_path / "run"), tmp_path, 20)
 
 
 # ---- DDP: two gloo processes ------------------------------------------------------------
