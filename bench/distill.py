@@ -6,6 +6,10 @@ and are evaluated, with their teachers, on the images of identities no split tra
 Stages (each skips what is already done, and `faceforge train` resumes a killed run):
   prepare   align the LFW identities with ≥ 4 images as ArcFace 112 crops and dlib 150 chips
   teachers  `faceforge embed` the training photos with dlib-r29 and sface (their own pipeline)
+  unlabelled  faces without identities for embedding distillation: the landmarks5 crops (LFW
+            crops of people outside the validation and test identities, and the AFLW crops),
+            aligned by their hand-labelled points, and the faces YuNet finds in the face-free
+            photo set; each teacher's embeddings of them are appended to its Parquet
   train     `faceforge train` the teacher's FC, then every student config
   speed     training images/s with no teacher, a precomputed one and an online one
   eval      export each student, embed the evaluation images with every model, score,
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
@@ -45,8 +50,14 @@ STUDENTS = {  # name → (config, what it is)
     "none": ("configs/distill_mbf_none.yaml", "MBF, no teacher (the same recipe)"),
     "kd_dlib": ("configs/distill_mbf_kd_dlib.yaml", "MBF, logit KD from dlib-r29 (FC on the training identities)"),
     "emb_dlib": ("configs/distill_mbf_emb_dlib.yaml", "MBF, ArcFace + embedding distillation from dlib-r29"),
+    "emb_sface": ("configs/distill_mbf_emb_sface.yaml",
+                  "MBF, ArcFace + embedding distillation from sface (precomputed)"),
     "emb_ensemble": ("configs/distill_mbf_emb_ensemble.yaml",
                      "MBF, ArcFace + embedding distillation from sface + dlib-r29"),
+    "kd_feat_dlib": ("configs/distill_mbf_kd_feat_dlib.yaml",
+                     "MBF, logit KD + early-feature MSE from dlib-r29 (online)"),
+    "emb_dlib_unlabelled": ("configs/distill_mbf_emb_dlib_unlabelled.yaml",
+                            "MBF, embedding distillation from dlib-r29 + unlabelled faces"),
 }
 FACEFORGE = [sys.executable, "-m", "faceforge.cli.main"]
 
@@ -80,6 +91,70 @@ def teachers() -> None:
         if not out.exists():
             _cli("embed", str(CACHE / "lfw_train_images"), "-o", str(out), "-m", model, "--select", "central",
                  "--device", "cpu")
+
+
+def unlabelled(min_score: float = 0.9, min_side: int = 40) -> None:
+    """Aligned crops of faces without identities under runs_distill/unlabelled/<source>/, and
+    teacher_<model>_unlabelled.parquet: the teacher's rows for the training photos followed by
+    its embeddings of these faces (found by <source>/<stem>, as the Trainer looks them up)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from faceforge.core.data import shared_data_dir
+    from faceforge.io.embeddings import embedding_matrix, read_embeddings
+    from faceforge.io.images import load_image
+    from faceforge.vision.align import align_face
+    from faceforge.vision.face import Face
+    root = CACHE / "unlabelled_arcface_112"
+    link = RUNS / "unlabelled"
+    outputs = [RUNS / f"teacher_{m}_unlabelled.parquet" for m in TEACHERS]
+    if all(p.exists() for p in outputs):
+        return
+    held_out = {n.split("/")[0] for f in ("val.txt", "test.txt", "allpairs_test.txt")
+                for n in (SPLIT / f).read_text().split()}
+    marks = shared_data_dir() / "landmarks5"
+    faces: list[tuple[str, np.ndarray, Face]] = []  # (key, image, face)
+    for list_file, source in (("train.txt", "landmarks5_lfw"), ("test.txt", "landmarks5_aflw")):
+        for line in (marks / list_file).read_text().splitlines():
+            rel, *v = line.split()
+            stem = Path(rel).stem
+            if source == "landmarks5_lfw" and stem.rsplit("_", 1)[0] in held_out:
+                continue
+            pts = np.array(v, np.float32).reshape(2, 5).T  # x1..x5 then y1..y5
+            img = load_image(marks / rel)
+            box = np.array([0, 0, img.shape[1], img.shape[0]], np.float32)
+            faces.append((f"{source}/{stem}", img, Face(box, 1.0, pts)))
+    detector = create_detector("yunet")
+    for photo in sorted((shared_data_dir() / "nonface_imagenet").glob("*.jpg")):
+        img = load_image(photo)
+        for k, f in enumerate(detector.detect(img)):
+            if f.score >= min_score and min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= min_side:
+                faces.append((f"imagenet_faces/{photo.stem}_f{k}", img, f))
+    for key, img, f in faces:
+        dst = root / f"{key}.jpg"
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(align_face(img, f.landmarks, "arcface", 112)).save(dst, quality=95)
+    if not link.exists():
+        link.symlink_to(root, target_is_directory=True)
+    counts = {s: sum(k.startswith(s + "/") for k, _, _ in faces)
+              for s in ("landmarks5_lfw", "landmarks5_aflw", "imagenet_faces")}
+    print(f"unlabelled faces: {counts}")
+    for model, out in zip(TEACHERS, outputs):
+        emb = create_embedder(model, device="cpu")
+        vectors = np.concatenate([emb.embed_crops(np.stack([emb.align(img, f) for _, img, f in faces[i:i + 64]]))
+                                  for i in range(0, len(faces), 64)])
+        base = read_embeddings(RUNS / f"teacher_{model}.parquet")
+        first = np.asarray(base.column("face_index").to_numpy()) == 0
+        keep = base.filter(pa.array(first))
+        paths = keep.column("path").to_pylist() + [f"{k}.jpg" for k, _, _ in faces]
+        matrix = np.concatenate([embedding_matrix(keep), vectors]).astype(np.float32)
+        table = pa.table({"path": paths, "face_index": pa.array(np.zeros(len(paths), np.int32)),
+                          "embedding": pa.array(list(matrix), type=pa.list_(pa.float32()))})
+        pq.write_table(table, out)
+    atomic_write_json(RUNS / "unlabelled.json", {"faces": len(faces), "by_source": counts,
+                                                 "imagenet_detection": {"min_score": min_score, "min_side": min_side},
+                                                 "excluded_identities": "LFW validation and test identities"})
 
 
 def train(students: list[str]) -> None:
@@ -256,13 +331,13 @@ def table() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stage", nargs="+", default=["prepare", "teachers", "train", "speed", "eval"],
-                    choices=["prepare", "teachers", "train", "speed", "eval", "table"])
+    ap.add_argument("--stage", nargs="+", default=["prepare", "teachers", "unlabelled", "train", "speed", "eval"],
+                    choices=["prepare", "teachers", "unlabelled", "train", "speed", "eval", "table"])
     ap.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     ap.add_argument("--limit", type=int, default=None, help="eval: the first N evaluation images (a quick check)")
     args = ap.parse_args()
     for stage in args.stage:
-        {"prepare": prepare, "teachers": teachers, "train": lambda: train(args.students),
+        {"prepare": prepare, "teachers": teachers, "unlabelled": unlabelled, "train": lambda: train(args.students),
          "speed": speed, "table": table, "eval": lambda: evaluate(args.students, args.limit)}[stage]()
 
 

@@ -266,10 +266,14 @@ class TrainedEmbedder(Embedder):
             .expand(1, c, 1, 1)
         self._std = float(card.input.std)
 
+    def preprocess(self, crops: np.ndarray) -> torch.Tensor:
+        """N×H×W×C uint8 crops → the normalised N×C×H×W float tensor the network takes."""
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
     @torch.inference_mode()
     def _forward(self, crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        return self.model((x - self._mean) / self._std).float().cpu().numpy()
+        return self.model(self.preprocess(crops)).float().cpu().numpy()
 
 
 def load_embedder(path: str | Path, **kwargs) -> Embedder:
