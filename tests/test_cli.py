@@ -32,7 +32,7 @@ def test_help_and_models():
 
 @pytest.mark.parametrize("module", ["faceforge", "faceforge.cli.main"])
 def test_python_dash_m_knows_every_command(module):
-    for group in ("quality", "curate", "gallery", "eval"):
+    for group in ("quality", "curate", "gallery", "eval", "landmarks"):
         res = subprocess.run([sys.executable, "-m", module, group, "--help"], capture_output=True, text=True,
                              timeout=120)
         assert res.returncode == 0 and "Usage" in res.stdout, (module, group, res.stderr[-500:])

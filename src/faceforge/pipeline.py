@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from faceforge.vision.align import landmarks_plausible
 from faceforge.vision.detectors import Detector, create_detector
 from faceforge.vision.detectors.base import central_face
 from faceforge.vision.face import Face
+
+if TYPE_CHECKING:
+    from faceforge.landmarks.landmarker import Landmarker
 
 Select = Literal["all", "largest", "central"]
 
@@ -63,6 +66,9 @@ class FacePipeline:
     check_landmarks: bool = True
     detector_kwargs: dict = field(default_factory=dict)
     scorer: CropScorer | None = None  # wraps this pipeline's embedder; adds a quality per face
+    # a learned landmark stage between detection and alignment: "hourglass" (the shipped
+    # weights), a weights file, or a faceforge.landmarks.Landmarker; None = the detector's points
+    landmarker: "Landmarker | str | Path | None" = None
 
     def __post_init__(self) -> None:
         if isinstance(self.detector, str):
@@ -70,6 +76,10 @@ class FacePipeline:
         if isinstance(self.embedder, str):
             self.embedder = create_embedder(self.embedder, flip=self.flip, batch_size=self.batch_size,
                                             device=self.device)
+        if self.landmarker is not None:  # the detector's faces get the network's points
+            from faceforge.landmarks.landmarker import with_landmarker
+            self.detector = with_landmarker(self.detector, self.landmarker, self.device)
+            self.landmarker = self.detector.landmarker
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)

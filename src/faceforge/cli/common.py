@@ -20,6 +20,8 @@ DetectorOpt = typer.Option("yunet", "--detector", "-d", help="yunet | dlib | mtc
 ModelOpt = typer.Option("sface", "--model", "-m",
                         help="sface | dlib-r29 | sface+dlib-r29 | onnx:PATH | an exported model (PATH)")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
+LandmarkerOpt = typer.Option(None, "--landmarker", help="hourglass (shipped) or a landmark weights file: "
+                                                          "align with its points instead of the detector's")
 BatchOpt = typer.Option(32, "--batch-size", "-b", min=1, help="faces per forward pass")
 JsonOpt = typer.Option(False, "--json", help="print JSON to stdout")
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output instead of refusing")
@@ -70,8 +72,10 @@ def interrupted_hint(output: Path | str) -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=1)
-def _pipeline(detector: str, model: str, device: str, batch_size: int, flip: bool = False):
+def _pipeline(detector: str, model: str, device: str, batch_size: int, flip: bool = False,
+              landmarker: str | None = None):
     """The pipeline for these options, built once per process (`eval ident` may embed three
     folders with it)."""
     from faceforge.pipeline import FacePipeline
-    return FacePipeline(detector=detector, embedder=model, device=device, batch_size=batch_size, flip=flip)
+    return FacePipeline(detector=detector, embedder=model, device=device, batch_size=batch_size, flip=flip,
+                        landmarker=landmarker)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from faceforge.cli.common import DetectorOpt, DeviceOpt, JsonOpt, OverwriteOpt, _emit, _fail, claim, out
+from faceforge.cli.common import DetectorOpt, DeviceOpt, JsonOpt, LandmarkerOpt, OverwriteOpt, _emit, _fail, claim, out
 from faceforge.core.errors import FaceForgeError
 
 
@@ -18,14 +18,15 @@ def prepare(src: Path = typer.Argument(..., help="raw photos: SRC/<identity>/<im
             top: Optional[int] = typer.Option(None, "--top", help="keep the N largest identities"),
             min_images: int = typer.Option(1, "--min-images"),
             frontal_only: bool = typer.Option(False, "--frontal-only", help="also require the nose between the eyes"),
-            as_json: bool = JsonOpt) -> None:
+            landmarker: Optional[str] = LandmarkerOpt, as_json: bool = JsonOpt) -> None:
     """Detect, align and write a training set (skip log and landmark debug pictures beside it)."""
     from dataclasses import asdict
 
     from faceforge.vision.detectors import create_detector
     from faceforge.vision.prepare import prepare_aligned_dataset
     try:
-        det = create_detector(detector, device=device)
+        from faceforge.landmarks.landmarker import with_landmarker
+        det = with_landmarker(create_detector(detector, device=device), landmarker, device)
         rep = prepare_aligned_dataset(src, dst, det, size, template, top, min_images, frontal_only)
     except FaceForgeError as exc:
         _fail(exc, as_json)

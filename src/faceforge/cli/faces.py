@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, OverwriteOpt, _emit, _fail,
-                                  _pipeline, claim, err, interrupted_hint, out)
+from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, LandmarkerOpt, ModelOpt, OverwriteOpt,
+                                  _emit, _fail, _pipeline, claim, err, interrupted_hint, out)
 from faceforge.core.errors import FaceForgeError
 
 
@@ -16,7 +16,7 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
            largest: bool = typer.Option(False, "--largest", help="keep only the largest face"),
            min_face_size: float = typer.Option(0.0, "--min-face-size", help="pixels"),
            score_threshold: Optional[float] = typer.Option(None, "--score-threshold"),
-           as_json: bool = JsonOpt) -> None:
+           landmarker: Optional[str] = LandmarkerOpt, as_json: bool = JsonOpt) -> None:
     """Detect faces and their five landmarks."""
     from faceforge.core.files import path_text
     from faceforge.io.images import load_image
@@ -25,7 +25,8 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
     if score_threshold is not None:
         kw["score_threshold"] = score_threshold
     try:
-        det = create_detector(detector, **kw)
+        from faceforge.landmarks.landmarker import with_landmarker
+        det = with_landmarker(create_detector(detector, **kw), landmarker, device)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     results = []
@@ -55,11 +56,11 @@ def detect(images: list[Path] = typer.Argument(..., help="image files"),
 def verify(a: Path, b: Path, detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
            threshold: Optional[float] = typer.Option(None, "--threshold", help="default: the model's"),
            flip: bool = typer.Option(False, "--flip", help="flip test"),
-           as_json: bool = JsonOpt) -> None:
+           landmarker: Optional[str] = LandmarkerOpt, as_json: bool = JsonOpt) -> None:
     """Are A and B the same person? (largest face of each image)"""
     from faceforge.api import verify as verify_faces
     try:
-        pipe = _pipeline(detector, model, device, 2, flip)
+        pipe = _pipeline(detector, model, device, 2, flip, landmarker)
         if threshold is None and pipe.embedder.threshold is None:
             raise FaceForgeError(f"{pipe.embedder.name} has no default threshold: pass --threshold")
         r = verify_faces(a, b, threshold=threshold, pipeline=pipe)
@@ -81,12 +82,12 @@ def embed(folder: Path = typer.Argument(..., help="folder of images; identity = 
           select: str = typer.Option("all", "--select", help="all | largest | central"),
           checkpoint_every: int = typer.Option(256, "--checkpoint-every", min=1,
                                                help="faces per crash-safe part file"),
-          overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
+          landmarker: Optional[str] = LandmarkerOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Embed every face in a folder into Parquet. Resumable: a rerun skips done files."""
     from faceforge.pipeline import embed_folder
     try:
         with interrupted_hint(output):
-            res = embed_folder(_pipeline(detector, model, device, batch_size, flip), folder, output, select,
+            res = embed_folder(_pipeline(detector, model, device, batch_size, flip, landmarker), folder, output, select,
                                checkpoint_every, overwrite=overwrite)
     except FaceForgeError as exc:
         _fail(exc, as_json)

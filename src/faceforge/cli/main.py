@@ -14,6 +14,7 @@ from faceforge.cli.common import DeviceOpt, JsonOpt, _emit, _fail, out
 from faceforge.cli.curate import curate_app
 from faceforge.cli.eval import eval_app
 from faceforge.cli.gallery import gallery_app
+from faceforge.cli.landmarks import landmarks_app
 from faceforge.cli.quality import quality_app
 from faceforge.cli.serve import serve
 from faceforge.core.errors import FaceForgeError
@@ -24,19 +25,22 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(quality_app, name="quality")
 app.add_typer(curate_app, name="curate")
 app.add_typer(gallery_app, name="gallery")
+app.add_typer(landmarks_app, name="landmarks")
 app.command("serve")(serve)
 
 
 @app.command()
 def models(as_json: bool = JsonOpt) -> None:
-    """List the registered components: detectors, embedders, backbones, heads, galleries."""
+    """List the registered components: detectors, embedders, backbones, heads, galleries, landmark networks."""
+    from faceforge.landmarks.hourglass import LANDMARKERS
     from faceforge.models.backbones import BACKBONES
     from faceforge.models.embedders import EMBEDDERS
     from faceforge.models.heads.factory import HEADS
     from faceforge.search.gallery import GALLERIES
     from faceforge.vision.detectors import DETECTORS
     res = {kind: reg.choices() for kind, reg in (("detectors", DETECTORS), ("embedders", EMBEDDERS),
-                                                ("backbones", BACKBONES), ("heads", HEADS), ("galleries", GALLERIES))}
+                                                ("backbones", BACKBONES), ("heads", HEADS), ("galleries", GALLERIES),
+                                                ("landmark networks", LANDMARKERS))}
     if as_json:
         _emit(res, True)
     else:

@@ -185,3 +185,13 @@ def plot_bn_densities(reports: dict[str, dict], path: str | Path, title: str = "
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_ced(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
+             title: str = "cumulative error distribution") -> None:
+    """Share of faces at or below each normalised mean error, one line per predictor."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, (t, share) in curves.items():
+        ax.plot(t, share, label=name, lw=1.6)
+    ax.set_ylim(0, 1)
+    _finish(fig, ax, path, "NME (inter-ocular)", "share of faces", title, loc="lower right")

@@ -6,6 +6,8 @@
     train: {epochs: 10, batch_size: 64, lr: 0.1, output: runs/x}  # any TrainConfig field
     val:   {pairs: val_pairs.txt, root: aligned/}                 # optional
     distill: {teacher: {...}, kd: {...}, features: {...}, embedding: {...}}  # train.distill
+
+`task: landmarks` builds the landmark network's run instead (train.landmarks).
 """
 from __future__ import annotations
 
@@ -69,6 +71,11 @@ def _backbone(model: dict, default: str) -> tuple[str, dict, torch.nn.Module]:
 
 
 def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) -> Trainer:
+    if cfg.get("task", "recognition") == "landmarks":  # the landmark network (train.landmarks)
+        from faceforge.train.landmarks import build_landmark_trainer
+        return build_landmark_trainer(cfg, callbacks, **overrides)
+    if cfg.get("task", "recognition") != "recognition":
+        raise FaceForgeError(f"unknown task {cfg['task']!r} (recognition | landmarks)")
     m, h, d = cfg.get("model", {}), cfg.get("head", {}), cfg.get("data", {})
     tcfg = train_config({**cfg.get("train", {}), **overrides})
     if d.get("rec"):

@@ -23,6 +23,11 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fmt: str) -> d
         raise FaceForgeError(f"unknown export format {fmt!r} ({' | '.join(FORMATS)})")
     ckpt = load_checkpoint(checkpoint)
     ident = ckpt.get("identity") or {}
+    if ident.get("task") == "landmarks":
+        if fmt != "safetensors":
+            raise FaceForgeError("a landmark network exports as safetensors (with its card)", checkpoint)
+        from faceforge.train.landmarks import export_landmark_checkpoint
+        return export_landmark_checkpoint(checkpoint, output)
     if "backbone" not in ident:
         raise FaceForgeError("checkpoint does not say which backbone it holds", checkpoint)
     model = create_untrained_backbone(ident["backbone"], **ident.get("backbone_kwargs", {}))

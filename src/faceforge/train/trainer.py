@@ -87,7 +87,8 @@ def arcface_preprocess(batch: np.ndarray) -> torch.Tensor:
 
 class _EpochView(Dataset):
     """Position → the sample the (seed, epoch) order puts there, augmented with its own rng,
-    with its dataset index (a teacher looks its outputs up by it)."""
+    with its dataset index (a teacher looks its outputs up by it). A dataset whose labels
+    move with its pixels (landmarks) augments both itself: it has `augmented_item(index, rng)`."""
 
     def __init__(self, base: Dataset, order: np.ndarray, seed: int, epoch: int, transform) -> None:
         self.base, self.order, self.seed, self.epoch, self.transform = base, order, seed, epoch, transform
@@ -97,15 +98,23 @@ class _EpochView(Dataset):
 
     def __getitem__(self, pos: int):
         idx = int(self.order[pos])
-        img, label = self.base[idx]
-        if self.transform is not None:
-            img = self.transform(img, np.random.default_rng([self.seed, self.epoch, idx]))
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        if hasattr(self.base, "augmented_item"):
+            img, label = self.base.augmented_item(idx, rng)
+        else:
+            img, label = self.base[idx]
+            if self.transform is not None:
+                img = self.transform(img, rng)
         return img, label, idx
 
 
 def _collate(items):
-    return (np.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items]),
-            torch.tensor([i[2] for i in items]))
+    """Images stacked as uint8; labels an integer vector (identities), or stacked float
+    arrays (points) when the dataset's labels are arrays."""
+    first = items[0][1]
+    labels = torch.from_numpy(np.stack([i[1] for i in items]).astype(np.float32)) if isinstance(first, np.ndarray) \
+        else torch.tensor([int(i[1]) for i in items])
+    return np.stack([i[0] for i in items]), labels, torch.tensor([i[2] for i in items])
 
 
 class Trainer:

@@ -37,7 +37,8 @@ def _save_jpg(path: Path, arr: np.ndarray) -> None:
         Image.fromarray(arr).save(fh, format="JPEG", quality=95)
 
 
-def _debug(image: np.ndarray, box, landmarks) -> np.ndarray:
+def draw_face(image: np.ndarray, box, landmarks) -> np.ndarray:
+    """A copy of the image with the box and the five points drawn (one colour per point)."""
     out = image.copy()
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), 2)
@@ -90,5 +91,5 @@ def prepare_aligned_dataset(src: str | Path, dst: str | Path, detector: Detector
             dbg = debug_dir / f"{name}.jpg"
             if not dbg.exists():
                 debug_dir.mkdir(parents=True, exist_ok=True)
-                _save_jpg(dbg, _debug(image, face.box, face.landmarks))
+                _save_jpg(dbg, draw_face(image, face.box, face.landmarks))
     return PrepareReport(written, kept, skipped, len(order), str(skip_log))

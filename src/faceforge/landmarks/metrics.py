@@ -1,0 +1,61 @@
+"""How a landmarker is judged: the normalised mean error (NME), the mean point-to-point
+distance divided by the inter-ocular distance (between the two eye centres of the ground
+truth), per point and per face; the failure rate (share of faces with NME above 0.1); and the
+cumulative error distribution (CED: share of faces at or below each NME)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceforge.core.errors import FaceForgeError
+
+POINT_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
+
+def nme(pred: np.ndarray, truth: np.ndarray, eyes: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """pred, truth: (N, K, 2) → (per-face NME (N,), per-face-per-point error (N, K)), both
+    divided by each face's inter-ocular distance."""
+    pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    if pred.shape != truth.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+        raise FaceForgeError(f"predictions {pred.shape} and labels {truth.shape} must both be (N, K, 2)")
+    iod = np.linalg.norm(truth[:, eyes[0]] - truth[:, eyes[1]], axis=-1)
+    if np.any(iod <= 0):
+        raise FaceForgeError(f"{int(np.sum(iod <= 0))} faces have both eyes at one point: NME is undefined")
+    per_point = np.linalg.norm(pred - truth, axis=-1) / iod[:, None]
+    return per_point.mean(axis=1), per_point
+
+
+@dataclass
+class NMEReport:
+    nme: float  # mean over faces
+    per_point: dict[str, float]
+    failure_rate: float  # share of faces with NME > failure_threshold
+    failure_threshold: float
+    median: float
+    faces: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def nme_report(pred: np.ndarray, truth: np.ndarray, failure_threshold: float = 0.1,
+               names: tuple[str, ...] = POINT_NAMES) -> NMEReport:
+    per_face, per_point = nme(pred, truth)
+    return NMEReport(nme=float(per_face.mean()), per_point=dict(zip(names, map(float, per_point.mean(axis=0)))),
+                     failure_rate=float(np.mean(per_face > failure_threshold)), failure_threshold=failure_threshold,
+                     median=float(np.median(per_face)), faces=len(per_face))
+
+
+def ced_curve(per_face: np.ndarray, max_error: float = 0.2, steps: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds, share of faces with NME ≤ threshold) from 0 to max_error, and the area
+    under it divided by max_error is the usual AUC@max_error."""
+    t = np.linspace(0.0, max_error, steps)
+    e = np.sort(np.asarray(per_face, np.float64))
+    return t, np.searchsorted(e, t, side="right") / max(len(e), 1)
+
+
+def ced_auc(per_face: np.ndarray, max_error: float = 0.1) -> float:
+    """Area under the CED curve up to max_error, divided by max_error (1 = every face exact)."""
+    t, share = ced_curve(per_face, max_error, 1001)
+    return float(np.trapezoid(share, t) / max_error)
