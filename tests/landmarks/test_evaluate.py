@@ -43,3 +43,24 @@ def test_yunet_points_on_real_labelled_crops_are_near_the_labels():
     assert found.mean() >= 0.8
     per_face, _ = nme(pred[found], np.stack([s.points for s in samples])[found])
     assert np.median(per_face) < 0.15  # a detector's points (by its own conventions), not random ones
+
+
+class _OnePoint:
+    """A detector that reports one known pixel of the padded, enlarged image it is given."""
+    name = "fake"
+
+    def __init__(self, big_xy):
+        self.big_xy, self.shape = np.array(big_xy, np.float32), None
+
+    def detect(self, image):
+        from faceforge.vision.face import Face
+        self.shape = image.shape
+        return [Face(np.array([0, 0, 1, 1], np.float32), 1.0, np.tile(self.big_xy, (5, 1)))]
+
+
+def test_detector_points_are_mapped_back_through_pad_and_resize_by_hand():
+    det = _OnePoint([201.5, 241.5])
+    p = detector_predictor(det, pad=0.5, upscale=4.0)(np.zeros((80, 80, 3), np.uint8))
+    assert det.shape == (640, 640, 3)  # 80 + 2·40, ×4
+    # pixel centres: big = (crop + 40 + 0.5)·4 − 0.5, so 201.5 → 10 and 241.5 → 20
+    np.testing.assert_allclose(p[0], [10.0, 20.0], atol=1e-5)

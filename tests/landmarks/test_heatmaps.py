@@ -32,3 +32,11 @@ def test_decoding_on_the_border_and_confidence_of_a_weak_map():
     flat = torch.zeros(1, 1, 8, 8)  # no peak at all: index 0, offset 0 (no division by zero)
     pts, conf = decode_heatmaps(flat)
     assert torch.isfinite(pts).all() and conf.item() == 0.0
+
+
+def test_a_peak_next_to_a_negative_value_is_refined_on_the_raw_values():
+    hm = torch.zeros(1, 1, 1, 5)
+    hm[0, 0, 0, 1:4] = torch.tensor([-0.05, 1.0, 0.6])  # a network's map: one neighbour below zero
+    pts, _ = decode_heatmaps(hm)
+    # the parabola through (−1, −0.05), (0, 1), (1, 0.6): vertex 0.5·(−0.05 − 0.6) / (−0.05 − 2 + 0.6)
+    assert pts[0, 0, 0].item() == pytest.approx(2 + 0.5 * (-0.65) / (-1.45), abs=1e-5)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.core.errors import FaceForgeError
+
 from faceforge.landmarks.evaluate import (apply_offset, detector_predictor, fit_offset, network_predictor,
                                           predict_samples)
 from faceforge.landmarks.labels import read_landmark_list
@@ -14,6 +16,8 @@ from faceforge.landmarks.metrics import ced_auc, ced_curve, nme, nme_report
 
 def _report(pred: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray]:
     found = ~np.isnan(pred).any(axis=(1, 2))
+    if not found.any():
+        raise FaceForgeError("the predictor found no face in any labelled crop: nothing to score")
     per_face, _ = nme(pred[found], truth[found])
     r = nme_report(pred[found], truth[found]).as_dict()
     r["auc_0.1"] = ced_auc(per_face, 0.1)

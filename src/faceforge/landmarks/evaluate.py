@@ -51,7 +51,8 @@ def detector_predictor(detector, pad: float = 0.5, upscale: float = 4.0) -> Pred
             return None
         centre = np.array(big.shape[1::-1], np.float64) / 2
         f = min(faces, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - centre)))
-        return f.landmarks / upscale - np.array([px, py])
+        # cv2.resize maps pixel centres: x_big = (x + 0.5)·upscale − 0.5
+        return (f.landmarks + 0.5) / upscale - 0.5 - np.array([px, py])
     return predict
 
 

@@ -24,12 +24,19 @@ def gaussian_heatmaps(points: torch.Tensor, size: int | tuple[int, int], sigma: 
     return torch.exp(-d2 / (2.0 * sigma ** 2))
 
 
-def _offset(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Vertex of the parabola through (−1, l), (0, c), (1, r) on log values, within ±0.5."""
-    ll, lc, lr = (torch.log(v.clamp_min(EPS)) for v in (left, centre, right))
-    curv = ll - 2.0 * lc + lr
-    off = 0.5 * (ll - lr) / torch.where(curv < -EPS, curv, torch.full_like(curv, -1.0))
+def _vertex(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    curv = left - 2.0 * centre + right
+    off = 0.5 * (left - right) / torch.where(curv < -EPS, curv, torch.full_like(curv, -1.0))
     return torch.where(curv < -EPS, off, torch.zeros_like(off)).clamp(-0.5, 0.5)
+
+
+def _offset(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Vertex of the parabola through (−1, l), (0, c), (1, r), within ±0.5: on log values
+    where all three are positive (exact for a Gaussian), on the values themselves where a
+    network's map dips to zero or below next to its peak (a log there would be meaningless)."""
+    positive = (left > EPS) & (centre > EPS) & (right > EPS)
+    logs = _vertex(*(torch.log(v.clamp_min(EPS)) for v in (left, centre, right)))
+    return torch.where(positive, logs, _vertex(left, centre, right))
 
 
 def decode_heatmaps(heatmaps: torch.Tensor, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,7 +90,11 @@ class Landmarker:
             raise ModelLoadError("landmark weights not found" + (
                 " (the shipped hourglass is missing from this installation)" if weights == SHIPPED else ""), weights)
         card = LandmarkCard.load(card_file(weights))
-        net = create_landmark_network(card.network, **card.network_kwargs)
+        try:
+            net = create_landmark_network(card.network, **card.network_kwargs)
+        except TypeError as exc:
+            raise ModelLoadError(f"landmark model card: bad network_kwargs for {card.network}: {exc}",
+                                 card_file(weights)) from None
         try:
             from safetensors.torch import load_file
             state = load_file(str(weights))
@@ -149,6 +153,8 @@ class RefinedDetector:
         return self.landmarker.refine(image, self.detector.detect(image))
 
     def __getattr__(self, item: str):
+        if item in ("detector", "landmarker") or item.startswith("__"):  # copy/pickle before __init__
+            raise AttributeError(item)
         return getattr(self.detector, item)
 
 

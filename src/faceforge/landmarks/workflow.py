@@ -22,7 +22,7 @@ def predict_images(images: Sequence[str | Path], output: str | Path, weights: st
     det = RefinedDetector(create_detector(detector, device=device), Landmarker.load(weights, device=device))
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, used = [], set()
     for path in images:
         try:
             image = load_image(path)
@@ -33,7 +33,11 @@ def predict_images(images: Sequence[str | Path], output: str | Path, weights: st
         drawn = image
         for f in faces:
             drawn = draw_face(drawn, f.box, f.landmarks)
-        target = out_dir / f"{Path(path).stem}.png"
+        stem = Path(path).stem
+        while stem in used:  # two inputs with one name (a/x.jpg, b/x.jpg) keep both drawings
+            stem += "_"
+        used.add(stem)
+        target = out_dir / f"{stem}.png"
         with atomic_write(target, "wb") as fh:
             Image.fromarray(drawn).save(fh, format="PNG")
         results.append({"path": path_text(path), "faces": [f.to_dict() for f in faces], "drawn": str(target)})

@@ -179,11 +179,14 @@ def build_landmark_trainer(cfg: dict, callbacks: Sequence = (), **overrides) -> 
         train, val = split_validation(samples, float(d.get("val_fraction", 0.1)), tcfg.seed)
     name = m.pop("network", "hourglass")
     torch.manual_seed(tcfg.seed)  # the initial weights are part of the recipe
-    net = create_landmark_network(name, **m)
-    size = int(getattr(net, "input_size", m.get("input_size", 128)))
     aug = d.get("augment", {})
-    augment = None if aug is False else LandmarkAugment(**(aug if isinstance(aug, dict) else {}))
-    loss = HeatmapLoss(**(cfg.get("loss") or {}))
+    try:
+        net = create_landmark_network(name, **m)
+        augment = None if aug is False else LandmarkAugment(**(aug if isinstance(aug, dict) else {}))
+        loss = HeatmapLoss(**(cfg.get("loss") or {}))
+    except (TypeError, ValueError) as exc:
+        raise FaceForgeError(f"landmark config: {exc} (model, data.augment and loss options)") from None
+    size = int(getattr(net, "input_size", m.get("input_size", 128)))
     identity = {"task": "landmarks", "network": name, "network_kwargs": m, "points": int(net.num_points)}
     trainer = Trainer(net, loss, LandmarkDataset(train, size, augment), tcfg,
                       callbacks=[*callbacks, LandmarkValidation(LandmarkDataset(val, size))], identity=identity)
@@ -195,10 +198,8 @@ def build_landmark_trainer(cfg: dict, callbacks: Sequence = (), **overrides) -> 
 
 
 def _resize_matrix(sample: LandmarkSample, size: int) -> np.ndarray:
-    """The plain resize of a sample's crop (its size read from the file header only)."""
-    from PIL import Image
-    with Image.open(sample.path) as im:
-        w, h = im.size
+    """The plain resize of a sample's crop, sized as training loads it (EXIF orientation applied)."""
+    h, w = load_image(sample.path).shape[:2]
     return fit_matrix(w, h, size)
 
 
