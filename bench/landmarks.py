@@ -30,11 +30,16 @@ import torch
 from faceforge.core.data import lfw_dir, shared_data_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.plots import plot_ced
-from faceforge.landmarks.evaluate import (apply_offset, detector_predictor, fit_offset, network_predictor,
-                                          predict_samples)
+from faceforge.landmarks.evaluate import (
+    apply_offset,
+    detector_predictor,
+    fit_offset,
+    network_predictor,
+    predict_samples,
+)
 from faceforge.landmarks.labels import read_landmark_list
 from faceforge.landmarks.landmarker import SHIPPED, Landmarker, card_file
-from faceforge.landmarks.metrics import ced_auc, ced_curve, nme, nme_report
+from faceforge.landmarks.metrics import ced_curve, score_predictions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,15 +101,6 @@ def _export(name: str, cfg: str) -> Path:
     return path
 
 
-def _row(pred: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray]:
-    found = ~np.isnan(pred).any(axis=(1, 2))
-    per_face, _ = nme(pred[found], truth[found])
-    r = nme_report(pred[found], truth[found]).as_dict()
-    r["auc_0.1"] = ced_auc(per_face, 0.1)
-    r["found"] = int(found.sum())
-    return r, per_face
-
-
 def evaluate(limit: int | None) -> None:
     marks = shared_data_dir() / "landmarks5"
     test = read_landmark_list(marks / "test.txt")[:limit]
@@ -120,9 +116,9 @@ def evaluate(limit: int | None) -> None:
         t0 = time.perf_counter()
         pred = predict_samples(test, predictor, name)
         ms = 1000 * (time.perf_counter() - t0) / len(test)
-        raw, per_face = _row(pred, truth)
+        raw, per_face = score_predictions(pred, truth)
         offset = fit_offset(predict_samples(fit, predictor, f"{name} (offset fit)"), fit_truth)
-        corrected, per_face_c = _row(apply_offset(pred, offset), truth)
+        corrected, per_face_c = score_predictions(apply_offset(pred, offset), truth)
         rows.append({"predictor": name, "raw": raw, "offset_corrected": corrected,
                      "offset_per_point_iod": offset.round(4).tolist(), "ms_per_face_one_at_a_time": round(ms, 2)})
         curves[name] = ced_curve(per_face)

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from faceforge.landmarks.evaluate import (apply_offset, detector_predictor, fit_offset, network_predictor,
                                           predict_samples)

@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 from faceforge.core.errors import FaceForgeError, ModelLoadError
-from faceforge.landmarks.landmarker import LandmarkCard, Landmarker, card_file
+from faceforge.landmarks.geometry import apply_matrix, fit_matrix
 from faceforge.landmarks.heatmaps import gaussian_heatmaps
 from faceforge.landmarks.labels import LandmarkSample
+from faceforge.landmarks.landmarker import LandmarkCard, Landmarker, card_file
 from faceforge.models.losses.heatmap import HeatmapLoss
 from faceforge.train.config import build_trainer
 from faceforge.train.export import export_checkpoint
-from faceforge.train.landmarks import (LandmarkAugment, LandmarkDataset, apply_matrix, fit_matrix,
-                                           warp_face)
+from faceforge.train.landmarks import LandmarkAugment, LandmarkDataset, warp_face
 
 from ..conftest import DATA, need
 from .conftest import kill_9_then_resume

@@ -6,22 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.core.errors import FaceForgeError
-
-from faceforge.landmarks.evaluate import (apply_offset, detector_predictor, fit_offset, network_predictor,
-                                          predict_samples)
+from faceforge.landmarks.evaluate import (
+    apply_offset,
+    detector_predictor,
+    fit_offset,
+    network_predictor,
+    predict_samples,
+)
 from faceforge.landmarks.labels import read_landmark_list
-from faceforge.landmarks.metrics import ced_auc, ced_curve, nme, nme_report
-
-
-def _report(pred: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray]:
-    found = ~np.isnan(pred).any(axis=(1, 2))
-    if not found.any():
-        raise FaceForgeError("the predictor found no face in any labelled crop: nothing to score")
-    per_face, _ = nme(pred[found], truth[found])
-    r = nme_report(pred[found], truth[found]).as_dict()
-    r["auc_0.1"] = ced_auc(per_face, 0.1)
-    return r, per_face
+from faceforge.landmarks.metrics import ced_curve, score_predictions
 
 
 def evaluate_list(labels: str | Path, weights: str | Path | None = None, detector: str | None = None,
@@ -38,16 +31,15 @@ def evaluate_list(labels: str | Path, weights: str | Path | None = None, detecto
         predictor, name = network_predictor(lm), lm.name
     truth = np.stack([s.points for s in samples]).astype(np.float64)
     pred = predict_samples(samples, predictor, f"{name} on {Path(labels).name}")
-    raw, per_face = _report(pred, truth)
-    res = {"labels": str(labels), "predictor": name, "faces": len(samples),
-           "found": int((~np.isnan(pred).any(axis=(1, 2))).sum()), "raw": raw}
+    raw, per_face = score_predictions(pred, truth)
+    res = {"labels": str(labels), "predictor": name, "faces": len(samples), "found": raw["found"], "raw": raw}
     curves = {name: ced_curve(per_face)}
     if offset_from:
         fit_samples = read_landmark_list(offset_from)
         fit_pred = predict_samples(fit_samples, predictor, f"{name} on {Path(offset_from).name}")
         offset = fit_offset(fit_pred, np.stack([s.points for s in fit_samples]).astype(np.float64))
         res["offset"] = {"fitted_on": str(offset_from), "per_point_iod": offset.round(5).tolist()}
-        res["offset_corrected"], per_face_c = _report(apply_offset(pred, offset), truth)
+        res["offset_corrected"], per_face_c = score_predictions(apply_offset(pred, offset), truth)
         curves[f"{name}, offset-corrected"] = ced_curve(per_face_c)
     if ced:
         from faceforge.evaluate.plots import plot_ced

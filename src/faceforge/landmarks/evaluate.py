@@ -17,6 +17,7 @@ import numpy as np
 
 from faceforge.core.progress import progress
 from faceforge.io.images import load_image
+from faceforge.landmarks.geometry import fit_matrix, invert_points
 from faceforge.landmarks.labels import LandmarkSample
 
 Predictor = Callable[[np.ndarray], "np.ndarray | None"]
@@ -27,14 +28,10 @@ def network_predictor(landmarker) -> Predictor:
     size = landmarker.size
 
     def predict(crop: np.ndarray) -> np.ndarray:
-        h, w = crop.shape[:2]
-        s = size / max(h, w)
-        c = (size - 1) / 2
-        m = np.array([[s, 0, c - s * (w - 1) / 2], [0, s, c - s * (h - 1) / 2]])
+        m = fit_matrix(crop.shape[1], crop.shape[0], size)
         x = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR)
         pts, _ = landmarker.predict_crops(x[None])
-        inv = cv2.invertAffineTransform(m)
-        return pts[0] @ inv[:, :2].T + inv[:, 2]
+        return invert_points(pts[0], m)
     return predict
 
 

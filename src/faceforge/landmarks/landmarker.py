@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from faceforge.core.errors import ModelLoadError
+from faceforge.landmarks.geometry import invert_points
 from faceforge.landmarks.hourglass import create_landmark_network
 from faceforge.landmarks.predict import predict_points
 from faceforge.vision.align import umeyama_similarity
-from faceforge.vision.face import Face
+from faceforge.vision.face import LANDMARK_NAMES, Face
 
 SHIPPED = Path(__file__).resolve().parent.parent / "_data" / "landmarks" / "hourglass.safetensors"
 
@@ -36,8 +37,7 @@ class LandmarkCard:
     network_kwargs: dict
     input_size: int
     mean_shape: list[list[float]]  # the training faces' mean points, in input pixels
-    points: list[str] = field(default_factory=lambda: ["left_eye", "right_eye", "nose", "left_mouth",
-                                                       "right_mouth"])
+    points: list[str] = field(default_factory=lambda: list(LANDMARK_NAMES))
     normalisation: str = "x / 127.5 - 1 (RGB)"
     training: str = ""
     metrics: dict = field(default_factory=dict)
@@ -133,9 +133,8 @@ class Landmarker:
         pts, _ = self.predict_crops(crops)
         out = []
         for f, m, p in zip(faces, mats, pts):
-            inv = cv2.invertAffineTransform(m)
-            back = (p @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
-            out.append(replace(f, landmarks=back, native_landmarks=None, detector=f"{f.detector}+{self.name}"))
+            out.append(replace(f, landmarks=invert_points(p, m), native_landmarks=None,
+                               detector=f"{f.detector}+{self.name}"))
         return out
 
 

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-
-POINT_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+from faceforge.vision.face import LANDMARK_NAMES
 
 
 def nme(pred: np.ndarray, truth: np.ndarray, eyes: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +39,12 @@ class NMEReport:
 
 
 def nme_report(pred: np.ndarray, truth: np.ndarray, failure_threshold: float = 0.1,
-               names: tuple[str, ...] = POINT_NAMES) -> NMEReport:
-    per_face, per_point = nme(pred, truth)
+               names: tuple[str, ...] = LANDMARK_NAMES) -> NMEReport:
+    return _report(*nme(pred, truth), failure_threshold, names)
+
+
+def _report(per_face: np.ndarray, per_point: np.ndarray, failure_threshold: float,
+            names: tuple[str, ...]) -> NMEReport:
     return NMEReport(nme=float(per_face.mean()), per_point=dict(zip(names, map(float, per_point.mean(axis=0)))),
                      failure_rate=float(np.mean(per_face > failure_threshold)), failure_threshold=failure_threshold,
                      median=float(np.median(per_face)), faces=len(per_face))
@@ -60,3 +63,17 @@ def ced_auc(per_face: np.ndarray, max_error: float = 0.1) -> float:
     exactly the mean over faces of max(0, 1 − NME / max_error)."""
     e = np.asarray(per_face, np.float64)
     return float(np.clip(1.0 - e / max_error, 0.0, 1.0).mean()) if len(e) else float("nan")
+
+
+def score_predictions(pred: np.ndarray, truth: np.ndarray, failure_threshold: float = 0.1
+                      ) -> tuple[dict, np.ndarray]:
+    """The NME report (+ `auc_0.1` and `found`) of predictions where rows of NaN mark faces a
+    predictor did not find (left out of the errors, counted in `found`), and the per-face NMEs."""
+    found = ~np.isnan(pred).any(axis=(1, 2))
+    if not found.any():
+        raise FaceForgeError("the predictor found no face in any labelled crop: nothing to score")
+    per_face, per_point = nme(pred[found], truth[found])
+    r = _report(per_face, per_point, failure_threshold, LANDMARK_NAMES).as_dict()
+    r["auc_0.1"] = ced_auc(per_face, 0.1)
+    r["found"] = int(found.sum())
+    return r, per_face

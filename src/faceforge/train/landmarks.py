@@ -10,7 +10,6 @@ Grayscale is there because black-and-white photos are where a colour-only landma
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,33 +20,19 @@ import torch
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.io.images import load_image
+from faceforge.landmarks.geometry import apply_matrix, fit_matrix
 from faceforge.landmarks.labels import FLIP_ORDER, LandmarkSample
-from faceforge.landmarks.metrics import ced_auc, nme, nme_report
+from faceforge.landmarks.metrics import score_predictions
 from faceforge.landmarks.predict import predict_points
-from faceforge.train.augment import RandomApply, contrast, gamma, gaussian_blur, grayscale, saturation
+from faceforge.train.augment import (
+    RandomApply,
+    contrast,
+    gamma,
+    gaussian_blur,
+    grayscale,
+    saturation,
+)
 from faceforge.train.trainer import Trainer
-
-def fit_matrix(width: int, height: int, size: int, angle_deg: float = 0.0, scale: float = 1.0,
-               shift: tuple[float, float] = (0.0, 0.0), flip: bool = False) -> np.ndarray:
-    """2×3 matrix (OpenCV's convention: integer coordinates are pixel centres) that resizes a
-    width × height crop to size × size, then rotates by angle and scales about the centre,
-    shifts by `shift` output pixels, and mirrors left-right if asked."""
-    c = (size - 1) / 2.0
-    s0 = size / max(width, height)  # aspect kept; a non-square crop is centred
-    pre = np.array([[s0, 0, c - s0 * (width - 1) / 2.0], [0, s0, c - s0 * (height - 1) / 2.0], [0, 0, 1]])
-    a = math.radians(angle_deg)
-    rot = np.array([[scale * math.cos(a), -scale * math.sin(a), 0], [scale * math.sin(a), scale * math.cos(a), 0],
-                    [0, 0, 1]])
-    about = np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]], [0, 0, 1]]) @ rot @ \
-        np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
-    m = about @ pre
-    if flip:
-        m = np.array([[-1, 0, size - 1], [0, 1, 0], [0, 0, 1]]) @ m
-    return m[:2].astype(np.float64)
-
-
-def apply_matrix(points: np.ndarray, m: np.ndarray) -> np.ndarray:
-    return (points @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
 def warp_face(image: np.ndarray, points: np.ndarray, m: np.ndarray, size: int, flip: bool = False
@@ -129,10 +114,9 @@ class LandmarkValidation:
 
     def evaluate(self, net: torch.nn.Module, device: torch.device | str = "cpu") -> dict[str, float]:
         pred, _ = predict_points(net, self.crops, device, self.batch_size)
-        per_face, _ = nme(pred, self.points)
-        r = nme_report(pred, self.points)
-        return {f"{self.prefix}_nme": r.nme, f"{self.prefix}_failure_rate": r.failure_rate,
-                f"{self.prefix}_auc": ced_auc(per_face, 0.1)}
+        r, _ = score_predictions(pred, self.points)
+        return {f"{self.prefix}_nme": r["nme"], f"{self.prefix}_failure_rate": r["failure_rate"],
+                f"{self.prefix}_auc": r["auc_0.1"]}
 
     def on_epoch_end(self, trainer, epoch: int) -> dict[str, float]:
         return self.evaluate(trainer.backbone, trainer.device)
@@ -190,17 +174,11 @@ def build_landmark_trainer(cfg: dict, callbacks: Sequence = (), **overrides) -> 
     identity = {"task": "landmarks", "network": name, "network_kwargs": m, "points": int(net.num_points)}
     trainer = Trainer(net, loss, LandmarkDataset(train, size, augment), tcfg,
                       callbacks=[*callbacks, LandmarkValidation(LandmarkDataset(val, size))], identity=identity)
-    plain = LandmarkDataset(train, size)
-    mean_shape = np.mean([apply_matrix(smp.points, _resize_matrix(smp, size)) for smp in plain.samples], axis=0)
+    plain = LandmarkDataset(train, size)  # the points as the network sees them, un-augmented
+    mean_shape = np.mean([plain[i][1] for i in range(len(plain))], axis=0)
     trainer.input_spec = {"size": size, "normalisation": "x / 127.5 - 1", "color": "RGB",
                           "mean_shape": mean_shape.round(3).tolist()}
     return trainer
-
-
-def _resize_matrix(sample: LandmarkSample, size: int) -> np.ndarray:
-    """The plain resize of a sample's crop, sized as training loads it (EXIF orientation applied)."""
-    h, w = load_image(sample.path).shape[:2]
-    return fit_matrix(w, h, size)
 
 
 def export_landmark_checkpoint(checkpoint: str | Path, output: str | Path) -> dict:
