@@ -71,7 +71,7 @@ def _cached_pipeline(detector: str, model: str, device: str, flip: bool) -> Face
     return FacePipeline(detector=detector, embedder=model, device=device, flip=flip)
 
 
-def get_pipeline(model: str = "sface", detector: str = "yunet", device: str = "auto", flip: bool = False,
+def get_pipeline(model: str = "sface", detector: str = "auto", device: str = "auto", flip: bool = False,
                  pipeline: FacePipeline | None = None) -> FacePipeline:
     """The given pipeline, or one built for these options (once per process)."""
     return pipeline if pipeline is not None else _cached_pipeline(detector, str(model), device, flip)
@@ -81,7 +81,7 @@ def _label(image: ImageLike, default: str) -> str:
     return str(image) if isinstance(image, (str, Path)) else default
 
 
-def represent(image: ImageLike, model: str = "sface", detector: str = "yunet", select: Select = "all",
+def represent(image: ImageLike, model: str = "sface", detector: str = "auto", select: Select = "all",
               device: str = "auto", flip: bool = False, pipeline: FacePipeline | None = None) -> list[Representation]:
     """Every usable face of an image with its embedding (largest first); NoFaceError if none."""
     pipe = get_pipeline(model, detector, device, flip, pipeline)
@@ -92,7 +92,7 @@ def represent(image: ImageLike, model: str = "sface", detector: str = "yunet", s
     return [Representation(f, e) for f, e in zip(faces, emb)]
 
 
-def verify(a: ImageLike, b: ImageLike, model: str = "sface", detector: str = "yunet", threshold: float | None = None,
+def verify(a: ImageLike, b: ImageLike, model: str = "sface", detector: str = "auto", threshold: float | None = None,
            device: str = "auto", flip: bool = False, pipeline: FacePipeline | None = None) -> VerifyResult:
     """Are the largest faces of `a` and `b` the same person? The threshold defaults to the
     one measured for the model (its card); a model without one needs `threshold=`."""
@@ -105,7 +105,7 @@ def verify(a: ImageLike, b: ImageLike, model: str = "sface", detector: str = "yu
     return VerifyResult(score >= thr, score, thr, pipe.embedder.name, (ra.face, rb.face))
 
 
-def find(image: ImageLike, gallery, k: int = 5, model: str | None = None, detector: str = "yunet",
+def find(image: ImageLike, gallery, k: int = 5, model: str | None = None, detector: str = "auto",
          device: str = "auto", pipeline: FacePipeline | None = None) -> list[list["Hit"]]:
     """For each face of `image`, the k best gallery matches (best first). `gallery`: an open
     Gallery or its URI (gallery.db, faiss:DIR, http://host:19530); the model defaults to the

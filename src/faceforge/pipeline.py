@@ -58,7 +58,7 @@ class CropScorer(Protocol):
 
 @dataclass
 class FacePipeline:
-    detector: Detector | str = "yunet"
+    detector: Detector | str = "auto"  # auto: yunet for face models, whole-image for body models
     embedder: Embedder | str = "sface"
     device: str = "auto"
     flip: bool = False
@@ -71,11 +71,21 @@ class FacePipeline:
     landmarker: "Landmarker | str | Path | None" = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.detector, str):
-            self.detector = create_detector(self.detector, **{"device": self.device, **self.detector_kwargs})
-        if isinstance(self.embedder, str):
+        if isinstance(self.embedder, (str, Path)):
             self.embedder = create_embedder(self.embedder, flip=self.flip, batch_size=self.batch_size,
                                             device=self.device)
+        body = self.embedder.spec.template == "body"
+        if self.detector == "auto":
+            self.detector = "whole-image" if body else "auto"
+        if isinstance(self.detector, str):
+            self.detector = create_detector(self.detector, **{"device": self.device, **self.detector_kwargs})
+        if not body and not getattr(self.detector, "has_landmarks", True):
+            raise FaceForgeError(f"{self.embedder.name} aligns faces by their landmarks: detector "
+                                 f"{self.detector.name!r} gives none (it is for body models)")
+        if not getattr(self.detector, "has_landmarks", True) or body:
+            self.check_landmarks = False  # no face points to judge
+        if self.landmarker is not None and body:
+            raise FaceForgeError("a landmark stage is for face models; body models embed the whole box")
         if self.landmarker is not None:  # the detector's faces get the network's points
             from faceforge.landmarks.landmarker import with_landmarker
             self.detector = with_landmarker(self.detector, self.landmarker, self.device)

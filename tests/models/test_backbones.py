@@ -7,6 +7,7 @@ import torch
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.models.backbones import create_backbone, list_backbones
+from faceforge.train.reid import REID_BACKBONES, REID_INPUT
 
 from ..conftest import FIXTURES, need
 
@@ -83,7 +84,7 @@ def test_loading_mismatched_weights_fails_loudly():
 def test_timm_backbone_with_embedding_neck():
     timm = pytest.importorskip("timm", reason="optional extra faceforge[timm] (needs torchvision) not installed")
     m = create_backbone("timm:resnet18", num_features=320, hidden=840).eval()
-    assert m.num_features == 320 and m.neck[0].in_features == m.body.num_features
+    assert m.num_features == 320 and m.neck.layers[0].in_features == m.body.num_features
     with torch.no_grad():
         assert m(torch.zeros(2, 3, 112, 112)).shape == (2, 320)
     with pytest.raises(FaceForgeError, match="not downloaded"):
@@ -93,15 +94,18 @@ def test_timm_backbone_with_embedding_neck():
     assert timm.__version__
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "resnet50"])
-def test_timm_backbones_train_and_round_trip(name, tmp_path):
-    """Backbones the person re-id recipe uses: a forward and a backward pass with finite
-    gradients, and the state dict written to safetensors loads back into an identical network."""
-    pytest.importorskip("timm", reason="optional extra faceforge[timm] (needs torchvision) not installed")
+@pytest.mark.parametrize("name", list(REID_BACKBONES))
+def test_reid_backbones_train_and_round_trip(name, tmp_path):
+    """Backbones the person re-id recipes use, at the re-id input (128 × 64): a forward and a
+    backward pass with finite gradients, and the state dict written to safetensors loads
+    back into an identical network."""
+    if name.startswith("timm:"):
+        pytest.importorskip("timm", reason="optional extra faceforge[timm] (needs torchvision) not installed")
     from safetensors.torch import load_file, save_file
     torch.manual_seed(0)
-    m = create_backbone(f"timm:{name}", num_features=128, hidden=256).train()
-    x = torch.randn(2, 3, 112, 112)
+    kw = {"num_features": 128, "hidden": 256, **REID_BACKBONES[name]}
+    m = create_backbone(name, **kw).train()
+    x = torch.randn(2, 3, *REID_INPUT)
     out = m(x)
     assert out.shape == (2, 128)
     out.square().mean().backward()
@@ -111,11 +115,19 @@ def test_timm_backbones_train_and_round_trip(name, tmp_path):
     # so inside the blocks only those scales get a gradient at the first step)
     assert float(grads[0].abs().sum()) > 0 and float(grads[-1].abs().sum()) > 0
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, tmp_path / "w.safetensors")
-    again = create_backbone(f"timm:{name}", num_features=128, hidden=256)
+    again = create_backbone(name, **kw)
     again.load_state_dict(load_file(tmp_path / "w.safetensors"))
     m.eval(), again.eval()
     with torch.no_grad():
         assert torch.equal(m(x), again(x))
+
+
+def test_bnneck_shift_stays_zero():
+    m = create_backbone("osnet", num_features=32, width=0.25, bnneck=True)
+    bn = m.neck.layers[-1]
+    assert isinstance(bn, torch.nn.BatchNorm1d) and not bn.bias.requires_grad
+    params = sum(p.numel() for p in create_backbone("osnet").parameters())
+    assert 1.8e6 < params < 2.6e6  # the ~2.2 M of OSNet x1.0, with the reference's neck
 
 
 def test_timm_missing_is_a_clear_error(monkeypatch):

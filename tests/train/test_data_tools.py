@@ -63,7 +63,7 @@ def test_class_balancing_by_hand():
 
 
 TRANSFORMS = [A.hflip, A.gamma(), A.contrast(), A.saturation(), A.crop(), A.gaussian_blur(), A.motion_blur(),
-              A.jpeg(), A.gaussian_noise(), A.grayscale, A.rotate()]
+              A.jpeg(), A.gaussian_noise(), A.grayscale, A.rotate(), A.pad_crop(), A.random_erasing()]
 
 
 @pytest.mark.parametrize("t", TRANSFORMS, ids=lambda t: getattr(t, "__qualname__", str(t)).split(".")[0])

@@ -3,10 +3,12 @@ import pytest
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.io import load_image
+from faceforge.vision.detectors import DETECTORS as REGISTRY
 from faceforge.vision.detectors import create_detector, list_detectors
 from faceforge.vision.detectors.mtcnn import nms
 
-DETECTORS = list_detectors()
+# the face detectors (whole-image, for body crops, finds no face: tested on its own below)
+DETECTORS = [n for n in list_detectors() if REGISTRY.get(n).has_landmarks]
 
 
 @pytest.fixture(scope="module", params=DETECTORS)
@@ -16,6 +18,7 @@ def detector(request):
 
 def test_registry():
     assert {"yunet", "dlib", "mtcnn"} <= set(DETECTORS)
+    assert create_detector("auto").name == "yunet"
     with pytest.raises(FaceForgeError, match="unknown detector"):
         create_detector("nope")
 
@@ -30,6 +33,12 @@ def test_one_face_with_landmarks_in_order(detector, face_jpg):
     assert 90 < f.landmarks[:, 0].mean() < 160 and 30 < re[0] - le[0] < 60
     x1, y1, x2, y2 = f.box
     assert x1 < le[0] < x2 and y1 < lm[1] < y2
+
+
+def test_whole_image_is_one_box_without_landmarks():
+    det = create_detector("whole-image")
+    (face,) = det.detect(np.zeros((128, 50, 3), np.uint8))
+    assert face.box.tolist() == [0, 0, 50, 128] and not det.has_landmarks
 
 
 def test_detectors_agree_on_eye_positions(face_jpg):

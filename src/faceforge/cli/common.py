@@ -16,7 +16,8 @@ from rich.markup import escape
 err = Console(stderr=True)
 out = Console()
 
-DetectorOpt = typer.Option("yunet", "--detector", "-d", help="yunet | dlib | mtcnn")
+DetectorOpt = typer.Option("auto", "--detector", "-d", help="auto (yunet; whole-image for a body model) | yunet | "
+                                                            "dlib | mtcnn | whole-image (the image is the crop)")
 ModelOpt = typer.Option("sface", "--model", "-m",
                         help="sface | dlib-r29 | sface+dlib-r29 | onnx:PATH | an exported model (PATH)")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")

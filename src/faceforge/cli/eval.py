@@ -1,4 +1,4 @@
-"""`faceforge eval lfw|verify|ijbc|ident|topk|erc|compare`: the evaluation protocols."""
+"""`faceforge eval lfw|verify|ijbc|ident|topk|erc|reid|compare`: the evaluation protocols."""
 from __future__ import annotations
 
 import sys
@@ -224,6 +224,44 @@ def eval_erc(embeddings: Path = typer.Argument(..., help="embeddings .parquet wi
                  for f, c in r["curves"].items()]
     _numbers("error versus reject (FNMR at a fixed FMR threshold; lower pAUC is better)",
              ["quality", "FMR", "FNMR all", "FNMR −10 %", "pAUC 20 %", "pAUC 100 %"], rows)
+
+
+@eval_app.command("reid")
+def eval_reid(model: str = typer.Argument(..., help="a body model exported from a `task: reid` run (.safetensors)"),
+              test: Path = typer.Option(..., "--test", help="test people: <root>/<person>/<image>"),
+              train: Optional[Path] = typer.Option(None, "--train", help="training people: the pair-accuracy "
+                                                   "threshold is chosen on their cross-camera pairs"),
+              camera: str = typer.Option("cuhk03", "--camera", help="how file names give the camera: "
+                                         "cuhk03 | market1501"),
+              query_camera: int = typer.Option(0, "--query-camera", help="this camera's images are the queries"),
+              rerank: bool = typer.Option(False, "--rerank", help="also report k-reciprocal re-ranking"),
+              flip: bool = typer.Option(False, "--flip", help="mean of the image's and its mirror's embedding"),
+              device: str = DeviceOpt, batch_size: int = BatchOpt, out_dir: Optional[Path] = OutOpt,
+              overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
+    """Person re-id: cross-camera rank-1/5/10 and mAP, pair accuracy, CMC plot and a retrieval sheet."""
+    claim(as_json, overwrite, folder=out_dir)
+    from faceforge.evaluate.bodies import evaluate_reid
+    from faceforge.models.embedders import create_embedder
+    try:
+        embedder = create_embedder(model, device=device, flip=flip, batch_size=batch_size)
+        res = evaluate_reid(embedder, test, train, camera, query_camera, rerank, out_dir,
+                            show_progress=sys.stderr.isatty())
+    except FaceForgeError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(res, True)
+        return
+    rows = [["as ranked", res["ranking"]]] + ([["re-ranked", res["reranked"]]] if rerank else [])
+    _numbers(f"{res['model']} on {res['people']} people, {res['images']} images ({res['protocol']})",
+             ["rank-1", "rank-5", "rank-10", "mAP"],
+             ([name, *(f"{100 * r[k]:.2f}" for k in ("rank1", "rank5", "rank10", "mAP"))] for name, r in rows),
+             label="")
+    if "pair_accuracy" in res:
+        p = res["pair_accuracy"]
+        out.print(f"pair accuracy {100 * p['accuracy']:.2f} % on {p['pairs']} cross-camera pairs "
+                  f"(threshold {p['threshold']:.4f} from the training people)")
+    if res["skipped"]:
+        err.print(f"{len(res['skipped'])} unusable files skipped (listed in --json)")
 
 
 @eval_app.command("compare")

@@ -1,4 +1,5 @@
-"""Evaluation during training: verification accuracy on a held-out pair list each epoch."""
+"""Evaluation during training, each epoch: verification accuracy on a held-out pair list, or
+the re-id ranking of held-out people."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,6 +40,39 @@ class VerificationCallback:
         # the mean fold threshold is what an exported model's card offers as its default
         return {f"{self.prefix}_acc": res["accuracy_mean"], f"{self.prefix}_acc_std": res["accuracy_std"],
                 f"{self.prefix}_threshold": float(np.mean(res["fold_thresholds"]))}
+
+    def on_epoch_end(self, trainer, epoch: int) -> dict[str, float]:
+        return self.evaluate(trainer.backbone, trainer.preprocess, trainer.device)
+
+
+class ReidValidation:
+    """Cross-camera rank-1 and mAP of held-out people (every image queries all the others;
+    one person's images from the query's own camera do not count), and the accuracy and
+    threshold of their cross-camera pairs, each epoch."""
+
+    def __init__(self, images: np.ndarray, people, cameras, prefix: str = "val", batch_size: int = 64) -> None:
+        self.images, self.prefix, self.batch_size = images, prefix, batch_size
+        self.people, self.cameras = np.asarray(people), np.asarray(cameras)
+
+    @torch.no_grad()
+    def embed(self, backbone: torch.nn.Module, preprocess, device) -> np.ndarray:
+        was = backbone.training
+        backbone.eval()
+        out = [backbone(preprocess(self.images[i:i + self.batch_size]).to(device)).float().cpu().numpy()
+               for i in range(0, len(self.images), self.batch_size)]
+        backbone.train(was)
+        return np.concatenate(out)
+
+    def evaluate(self, backbone, preprocess, device) -> dict[str, float]:
+        from faceforge.evaluate.reid import cosine_distance, cross_camera_pairs, pair_similarities, rank_cross_camera
+        from faceforge.evaluate.verification import best_threshold
+        emb = self.embed(backbone, preprocess, device)
+        r = rank_cross_camera(cosine_distance(emb, emb), self.people, self.people, self.cameras, self.cameras)
+        # the same-or-not threshold an exported model's card offers (galleries decide with it)
+        a, b, same = cross_camera_pairs(self.people, self.cameras)
+        threshold, acc = best_threshold(pair_similarities(emb, a, b), same)
+        return {f"{self.prefix}_rank1": float(r.cmc[0]), f"{self.prefix}_map": r.mean_ap,
+                f"{self.prefix}_pair_acc": float(acc), f"{self.prefix}_pair_threshold": float(threshold)}
 
     def on_epoch_end(self, trainer, epoch: int) -> dict[str, float]:
         return self.evaluate(trainer.backbone, trainer.preprocess, trainer.device)

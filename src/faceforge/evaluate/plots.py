@@ -1,5 +1,5 @@
 """Pictures people would rather look at than tables: ROC curves, score distributions,
-error-versus-reject curves, similarity matrices."""
+error-versus-reject curves, similarity matrices, CMC and CED curves, retrieval sheets."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -195,3 +195,27 @@ def plot_ced(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
         ax.plot(t, share, label=name, lw=1.6)
     ax.set_ylim(0, 1)
     _finish(fig, ax, path, "NME (inter-ocular)", "share of faces", title, loc="lower right")
+
+
+def plot_retrieval(rows: list[tuple[np.ndarray, list[tuple[np.ndarray, bool]]]], path: str | Path,
+                   title: str = "queries and their top matches") -> None:
+    """One row per query: the query image, then its ranked matches framed green (same
+    person) or red (another person)."""
+    cols = 1 + max(len(r[1]) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.0 * cols, 2.0 * len(rows)), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for i, (query, matches) in enumerate(rows):
+        axes[i, 0].imshow(query)
+        axes[i, 0].set_title("query", fontsize=7)
+        for j, (img, correct) in enumerate(matches, start=1):
+            ax = axes[i, j]
+            ax.imshow(img)
+            ax.set_axis_on()
+            ax.set_xticks([]), ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_edgecolor("#1a9850" if correct else "#d73027")
+                side.set_linewidth(3)
+            ax.set_title(str(j), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)

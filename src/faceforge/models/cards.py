@@ -26,12 +26,14 @@ THRESHOLD_KEYS = {
     "filter_margin": "per-identity curation: quality margin of the edge rule",
     "cluster": "clustering: cut-off of the kNN graph",
 }
-TEMPLATES = ("arcface", "dlib-chip")
+# 'body': no face and no alignment, the whole image letterboxed to size × width (person re-id)
+TEMPLATES = ("arcface", "dlib-chip", "body")
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How faces must be prepared: template ('arcface' or 'dlib-chip'), crop size, and the
+    """How inputs must be prepared: template ('arcface' or 'dlib-chip' face crops, or 'body'
+    images), crop height `size` (and `width` where it differs: body crops are tall), and the
     colour order and normalisation the network sees: x' = (x − mean) / std per channel."""
 
     template: str
@@ -39,6 +41,12 @@ class InputSpec:
     color: str = "RGB"
     mean: float | tuple[float, ...] = 0.0
     std: float = 1.0
+    width: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of one input."""
+        return self.size, self.width or self.size
 
     @classmethod
     def from_dict(cls, inp: dict, path: str | Path = "") -> "InputSpec":
@@ -50,9 +58,14 @@ class InputSpec:
             raise ModelLoadError(f"model card: input.template {template!r} is not one of {', '.join(TEMPLATES)}", path)
         if not isinstance(size, int) or isinstance(size, bool):
             raise ModelLoadError("model card: input.size missing or not int", path)
+        width = inp.get("width")
+        if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
+            raise ModelLoadError("model card: input.width is not a positive int", path)
+        if width is not None and template != "body":
+            raise ModelLoadError(f"model card: input.width is for body crops; {template!r} crops are square", path)
         mean = inp.get("mean", 0.0)
         mean = tuple(float(v) for v in mean) if isinstance(mean, (list, tuple)) else float(mean)
-        return cls(template, size, str(inp.get("color", "RGB")), mean, float(inp.get("std", 1.0)))
+        return cls(template, size, str(inp.get("color", "RGB")), mean, float(inp.get("std", 1.0)), width)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from faceforge.core.resources import package_file
 from faceforge.models.cards import CARD_SUFFIX, DLIB_R29, SFACE, InputSpec, ModelCard, card_path
 from faceforge.models.dlib_r29 import INPUT_MEAN_RGB, INPUT_SCALE, load_dlib_resnet, unfold_batchnorm
 from faceforge.vision.align import align_face
+from faceforge.vision.body import letterbox
 from faceforge.vision.face import Face
 
 EMBEDDERS: "Registry[Embedder]" = Registry("embedder", modules=("faceforge.models.ensemble",))
@@ -51,6 +52,9 @@ def create_embedder(name: str | Path, **kwargs) -> "Embedder":
     if isinstance(name, Path) or (name not in EMBEDDERS and not name.startswith("onnx:")
                                   and (name.endswith((".safetensors", CARD_SUFFIX)) or Path(name).is_file())):
         return load_embedder(name, **kwargs)
+    if name not in EMBEDDERS and not name.startswith("onnx:"):
+        raise FaceForgeError(f"unknown embedder {name!r}; available: {', '.join(EMBEDDERS.choices())}, or the "
+                             "path of an exported model (its .safetensors or .card.json)")
     return EMBEDDERS.create(name, **kwargs)
 
 
@@ -87,11 +91,16 @@ class Embedder:
         self.batch_size = int(batch_size)
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The crop this model takes: the face aligned on its template, or for a body model
+        the box's pixels letterboxed to the input."""
+        if self.spec.template == "body":
+            x1, y1, x2, y2 = (int(round(float(v))) for v in face.box)
+            return letterbox(image[max(y1, 0):y2, max(x1, 0):x2], *self.spec.shape)
         return align_face(image, face.landmarks, self.spec.template, self.spec.size, face.native_landmarks)
 
     def empty_crops(self) -> np.ndarray:
         """A batch of no crops, in the shape `align` gives."""
-        return np.zeros((0, self.spec.size, self.spec.size, 3), np.uint8)
+        return np.zeros((0, *self.spec.shape, 3), np.uint8)
 
     def mirror(self, crops: np.ndarray) -> np.ndarray:
         """The crops flipped left-right (the flip test's second view)."""
@@ -103,9 +112,9 @@ class Embedder:
 
     def _check_crops(self, crops) -> np.ndarray:
         crops = np.asarray(crops)
-        s = self.spec.size
-        if crops.ndim != 4 or crops.shape[1:] != (s, s, 3) or crops.dtype != np.uint8:
-            raise FaceForgeError(f"{self.name} expects N×{s}×{s}×3 uint8 crops, got "
+        h, w = self.spec.shape
+        if crops.ndim != 4 or crops.shape[1:] != (h, w, 3) or crops.dtype != np.uint8:
+            raise FaceForgeError(f"{self.name} expects N×{h}×{w}×3 uint8 crops, got "
                                  f"{crops.shape} {crops.dtype}")
         return crops
 

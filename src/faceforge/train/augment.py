@@ -99,6 +99,35 @@ def rotate(max_deg: float = 10.0) -> Transform:
     return f
 
 
+def pad_crop(pad: int = 10) -> Transform:
+    """Pad every side by `pad` pixels (reflected) and cut a random window of the original size:
+    a shift of up to ±pad that keeps the whole frame filled."""
+    def f(img, rng):
+        h, w = img.shape[:2]
+        big = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+        y, x = int(rng.integers(0, 2 * pad + 1)), int(rng.integers(0, 2 * pad + 1))
+        return np.ascontiguousarray(big[y:y + h, x:x + w])
+    return f
+
+
+def random_erasing(area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 3.3)) -> Transform:
+    """Replace one random rectangle (2-40 % of the image, aspect 0.3-3.3) by random pixels
+    (Zhong et al., 2020): the network cannot rely on any one part of a person being visible."""
+    def f(img, rng):
+        h, w = img.shape[:2]
+        for _ in range(10):  # a rectangle that fits; give up after ten draws
+            a = rng.uniform(*area) * h * w
+            r = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1])))
+            eh, ew = int(round(np.sqrt(a * r))), int(round(np.sqrt(a / r)))
+            if 0 < eh < h and 0 < ew < w:
+                y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+                out = img.copy()
+                out[y:y + eh, x:x + ew] = rng.integers(0, 256, (eh, ew, img.shape[2]), dtype=np.uint8)
+                return out
+        return img
+    return f
+
+
 @dataclass
 class RandomApply:
     transform: Transform
@@ -121,6 +150,14 @@ class Compose:
 def balance_augment() -> Compose:
     """The class-balancing reference's augmentation of upsampled copies."""
     return Compose([RandomApply(hflip, 0.5), gamma(0.75, 1.25), saturation(20), crop(0.03, 0.065)])
+
+
+def reid_train_augment(pad: int = 10, erase: float = 0.5, colour: float = 0.5) -> Compose:
+    """The strong re-id baselines' augmentation of body crops: flip, padding + random crop,
+    colour changes, random erasing (last, so that the erased block is not blurred or shifted)."""
+    return Compose([RandomApply(hflip, 0.5), pad_crop(pad), RandomApply(gamma(), colour),
+                    RandomApply(contrast(), colour), RandomApply(saturation(), colour),
+                    RandomApply(random_erasing(), erase)])
 
 
 def face_train_augment(strength: str = "light") -> Compose:

@@ -7,7 +7,8 @@
     val:   {pairs: val_pairs.txt, root: aligned/}                 # optional
     distill: {teacher: {...}, kd: {...}, features: {...}, embedding: {...}}  # train.distill
 
-`task: landmarks` builds the landmark network's run instead (train.landmarks).
+`task: reid` trains on body crops of person folders (train.reid); `task: landmarks` builds
+the landmark network's run instead (train.landmarks).
 """
 from __future__ import annotations
 
@@ -71,14 +72,20 @@ def _backbone(model: dict, default: str) -> tuple[str, dict, torch.nn.Module]:
 
 
 def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) -> Trainer:
-    if cfg.get("task", "recognition") == "landmarks":  # the landmark network (train.landmarks)
+    task = cfg.get("task", "recognition")
+    if task == "landmarks":  # the landmark network (train.landmarks)
         from faceforge.train.landmarks import build_landmark_trainer
         return build_landmark_trainer(cfg, callbacks, **overrides)
-    if cfg.get("task", "recognition") != "recognition":
-        raise FaceForgeError(f"unknown task {cfg['task']!r} (recognition | landmarks)")
+    if task not in ("recognition", "reid"):
+        raise FaceForgeError(f"unknown task {task!r} (recognition | reid | landmarks)")
     m, h, d = cfg.get("model", {}), cfg.get("head", {}), cfg.get("data", {})
     tcfg = train_config({**cfg.get("train", {}), **overrides})
-    if d.get("rec"):
+    held_out = body_spec = None
+    if task == "reid":  # body crops of person folders (train.reid)
+        from faceforge.train.reid import build_reid_data
+        dataset, transform, body_spec, held_out = build_reid_data(d, tcfg.seed)
+        num_classes, dataset_skipped = len(dataset.classes), dataset.folder.skipped
+    elif d.get("rec"):
         dataset = RecordIODataset(d["rec"], num_classes=d.get("num_classes"))
         num_classes = dataset.num_classes
     elif d.get("root"):
@@ -112,13 +119,17 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
         pre = getattr(backbone, "preprocess", arcface_preprocess)
         imprint(head, class_mean_embeddings(backbone, dataset, num_classes, pre))
     cbs = list(callbacks)
+    if held_out is not None:
+        from faceforge.evaluate.callbacks import ReidValidation
+        cbs.append(ReidValidation(held_out.images(), held_out.people, held_out.cameras))
     if cfg.get("val", {}).get("pairs"):
         from faceforge.evaluate.callbacks import VerificationCallback
         cbs.append(VerificationCallback(cfg["val"]["pairs"], cfg["val"].get("root", d.get("root", "."))))
     identity = {"backbone": name, "num_features": int(num_features), "num_classes": int(num_classes),
                 "head": h.get("type", "arcface"), "backbone_kwargs": kw}
-    augment = d.get("augment", "light")
-    transform = face_train_augment(augment) if augment else None
+    if task == "recognition":
+        augment = d.get("augment", "light")
+        transform = face_train_augment(augment) if augment else None
     if cfg.get("mutual"):
         if cfg.get("distill"):
             raise FaceForgeError("give either distill (a fixed teacher) or mutual (two students), not both")
@@ -130,7 +141,10 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
             identity["distill"] = json.dumps(cfg["distill"], sort_keys=True)
         trainer = Trainer(backbone, head, dataset, tcfg, transform=transform, callbacks=cbs, identity=identity,
                           distiller=distiller)
-    trainer.input_spec = asdict(backbone_input(name, int(dataset[0][0].shape[0]), d.get("template")))
+    spec = body_spec or backbone_input(name, int(dataset[0][0].shape[0]), d.get("template"))
+    trainer.input_spec = asdict(spec)
+    if task == "reid":
+        trainer.skipped = list(dataset_skipped)
     return trainer
 
 

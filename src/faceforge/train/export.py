@@ -52,10 +52,14 @@ def checkpoint_card(ckpt: dict, model, weights: Path, checkpoint: str | Path) ->
         raise FaceForgeError("ONNX export is for insightface-style ArcFace-template recognisers; "
                              f"this model was trained on {spec.template} crops: export safetensors", checkpoint)
     with torch.no_grad():
-        dim = int(model.eval()(torch.zeros(1, 3, spec.size, spec.size)).shape[1])
+        dim = int(model.eval()(torch.zeros(1, 3, *spec.shape)).shape[1])
     rows = [json.loads(ckpt["metrics"])] if "metrics" in ckpt else json.loads(ckpt.get("history", "[]"))
     row = rows[-1] if rows else {}
     thresholds = {}
+    if "val_pair_threshold" in row:  # a re-id run: best-accuracy threshold on held-out people's pairs
+        thresholds["verify"] = Threshold(float(row["val_pair_threshold"]), (
+            f"cross-camera pairs of the people held out of the training run, epoch {row.get('epoch')}: the "
+            f"best-accuracy threshold (accuracy {100 * row.get('val_pair_acc', float('nan')):.2f} %)"))
     if "val_threshold" in row:
         thresholds["verify"] = Threshold(float(row["val_threshold"]), (
             f"validation pairs of the training run, epoch {row.get('epoch')}: mean of the 10-fold thresholds "

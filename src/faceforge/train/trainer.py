@@ -130,6 +130,7 @@ class Trainer:
         # how the training crops were prepared (template, size, normalisation): the exported
         # model's card repeats it, so that embedding aligns faces the way training saw them
         self.input_spec: dict = {}
+        self.skipped: list[dict] = []  # skip records of unusable training files (path, kind, reason)
         self.out = Path(config.output)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
@@ -441,9 +442,13 @@ class Trainer:
         """Resume from output/last.pt (when asked and there is one), fit, and summarise the
         run: {output, resumed, steps, history, best}."""
         resumed = self.resume() if resume else False
+        if self.skipped and self.rank == 0:  # files the data path left out, and why
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out / "skipped.json", self.skipped)
         history = self.fit()
-        return {"output": self.cfg.output, "resumed": resumed, "steps": self.step, "history": history,
-                "best": self.best}
+        res = {"output": self.cfg.output, "resumed": resumed, "steps": self.step, "history": history,
+               "best": self.best}
+        return {**res, "skipped": self.skipped} if self.skipped else res
 
     def _write_best(self, head_state: dict, row: dict) -> None:
         save_checkpoint(self.out / "best.pt", {"identity": self.identity, "input": self.input_spec,

@@ -16,7 +16,7 @@ def _timm(name: str, **kwargs) -> nn.Module:
 
 BACKBONES: Registry[nn.Module] = Registry("backbone", modules=(
     "faceforge.models.backbones.iresnet", "faceforge.models.backbones.mobilefacenet",
-    "faceforge.models.backbones.dlib"))
+    "faceforge.models.backbones.dlib", "faceforge.models.backbones.osnet"))
 BACKBONES.register_prefix("timm:", _timm, "timm:<name>")
 register_backbone = BACKBONES.register
 

@@ -10,8 +10,9 @@ from faceforge.core.registry import Registry
 from faceforge.vision.face import Face
 
 DETECTORS: "Registry[Detector]" = Registry("detector", modules=(
-    "faceforge.vision.detectors.yunet", "faceforge.vision.detectors.dlib_hog", "faceforge.vision.detectors.mtcnn"),
-    name_attr="name")
+    "faceforge.vision.detectors.yunet", "faceforge.vision.detectors.dlib_hog", "faceforge.vision.detectors.mtcnn",
+    "faceforge.vision.detectors.whole"), name_attr="name")
+DEFAULT_DETECTOR = "yunet"  # what "auto" means for face models (body models: "whole-image")
 register_detector = DETECTORS.register
 
 
@@ -20,7 +21,8 @@ def list_detectors() -> list[str]:
 
 
 def create_detector(name: str, **kwargs) -> "Detector":
-    return DETECTORS.create(name, **kwargs)
+    """A detector by name; "auto" is the default face detector."""
+    return DETECTORS.create(DEFAULT_DETECTOR if name == "auto" else name, **kwargs)
 
 
 class Detector:
@@ -32,6 +34,7 @@ class Detector:
     """
 
     name = "base"
+    has_landmarks = True  # False: the faces' landmarks are placeholders (whole-image boxes)
 
     def __init__(self, score_threshold: float = 0.5, min_face_size: float = 0.0,
                  largest_only: bool = False, device: str = "auto") -> None:
