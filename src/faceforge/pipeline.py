@@ -79,10 +79,13 @@ class FacePipeline:
             self.detector = "whole-image" if body else "auto"
         if isinstance(self.detector, str):
             self.detector = create_detector(self.detector, **{"device": self.device, **self.detector_kwargs})
+        if body and getattr(self.detector, "has_landmarks", True):
+            raise FaceForgeError(f"{self.embedder.name} embeds whole body images: use the detector 'whole-image' "
+                                 f"(or auto), not the face detector {self.detector.name!r}")
         if not body and not getattr(self.detector, "has_landmarks", True):
             raise FaceForgeError(f"{self.embedder.name} aligns faces by their landmarks: detector "
                                  f"{self.detector.name!r} gives none (it is for body models)")
-        if not getattr(self.detector, "has_landmarks", True) or body:
+        if body:
             self.check_landmarks = False  # no face points to judge
         if self.landmarker is not None and body:
             raise FaceForgeError("a landmark stage is for face models; body models embed the whole box")

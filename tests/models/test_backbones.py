@@ -84,7 +84,7 @@ def test_loading_mismatched_weights_fails_loudly():
 def test_timm_backbone_with_embedding_neck():
     timm = pytest.importorskip("timm", reason="optional extra faceforge[timm] (needs torchvision) not installed")
     m = create_backbone("timm:resnet18", num_features=320, hidden=840).eval()
-    assert m.num_features == 320 and m.neck.layers[0].in_features == m.body.num_features
+    assert m.num_features == 320 and m.neck[0].in_features == m.body.num_features
     with torch.no_grad():
         assert m(torch.zeros(2, 3, 112, 112)).shape == (2, 320)
     with pytest.raises(FaceForgeError, match="not downloaded"):
@@ -124,7 +124,7 @@ def test_reid_backbones_train_and_round_trip(name, tmp_path):
 
 def test_bnneck_shift_stays_zero():
     m = create_backbone("osnet", num_features=32, width=0.25, bnneck=True)
-    bn = m.neck.layers[-1]
+    bn = m.neck[-1]
     assert isinstance(bn, torch.nn.BatchNorm1d) and not bn.bias.requires_grad
     params = sum(p.numel() for p in create_backbone("osnet").parameters())
     assert 1.8e6 < params < 2.6e6  # the ~2.2 M of OSNet x1.0, with the reference's neck

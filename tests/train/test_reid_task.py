@@ -106,10 +106,17 @@ def test_reid_run_on_real_people_exports_a_body_embedder(tmp_path):
     assert res["people"] == 12 and res["ranking"]["counted_queries"] == res["ranking"]["queries"] > 0
     for r in (res["ranking"], res["reranked"]):
         assert 0 < r["rank1"] <= r["rank5"] <= r["rank10"] <= 1 and 0 < r["mAP"] <= 1
-    assert 0.5 <= res["pair_accuracy"]["train_accuracy"] <= 1 and 0 <= res["pair_accuracy"]["accuracy"] <= 1
+    pairs = res["pair_accuracy"]
+    assert pairs["pairs"] == 2 * pairs["same_person_pairs"] > 0
+    assert pairs["card_threshold"] == card["thresholds"]["verify"]["value"] and "accuracy_at_card_threshold" in pairs
     assert (tmp_path / "eval" / "cmc.png").stat().st_size > 0 and (tmp_path / "eval" / "retrieval.png").exists()
     face = _cli("eval", "reid", "sface", "--test", str(test_root), "--json", code=2)
     assert "body images" in face["error"]
+
+    from faceforge.pipeline import FacePipeline
+    with pytest.raises(FaceForgeError, match="whole-image"):
+        FacePipeline("yunet", emb)  # a body model behind a face detector
+    assert FacePipeline("auto", emb).detector.name == "whole-image"
 
     # body crops into a real Milvus Lite gallery, identified with the card's threshold
     db = str(tmp_path / "bodies.db")
@@ -158,9 +165,12 @@ def test_reid_config_errors(tmp_path):
 
 def test_face_models_refuse_the_whole_image_detector():
     from faceforge.pipeline import FacePipeline
+    from faceforge.vision.detectors import create_face_detector
     with pytest.raises(FaceForgeError, match="gives none"):
         FacePipeline("whole-image", "sface", device="cpu")
     assert FacePipeline("auto", "sface", device="cpu").detector.name == "yunet"
+    with pytest.raises(FaceForgeError, match="finds no face landmarks"):
+        create_face_detector("whole-image")
 
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("reid_*.yaml"))

@@ -22,11 +22,11 @@ def prepare(src: Path = typer.Argument(..., help="raw photos: SRC/<identity>/<im
     """Detect, align and write a training set (skip log and landmark debug pictures beside it)."""
     from dataclasses import asdict
 
-    from faceforge.vision.detectors import create_detector
+    from faceforge.vision.detectors import create_face_detector
     from faceforge.vision.prepare import prepare_aligned_dataset
     try:
         from faceforge.landmarks.landmarker import with_landmarker
-        det = with_landmarker(create_detector(detector, device=device), landmarker, device)
+        det = with_landmarker(create_face_detector(detector, device=device), landmarker, device)
         rep = prepare_aligned_dataset(src, dst, det, size, template, top, min_images, frontal_only)
     except FaceForgeError as exc:
         _fail(exc, as_json)

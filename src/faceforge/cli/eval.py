@@ -233,7 +233,8 @@ def eval_reid(model: str = typer.Argument(..., help="a body model exported from 
                                                    "threshold is chosen on their cross-camera pairs"),
               camera: str = typer.Option("cuhk03", "--camera", help="how file names give the camera: "
                                          "cuhk03 | market1501"),
-              query_camera: int = typer.Option(0, "--query-camera", help="this camera's images are the queries"),
+              query_camera: Optional[int] = typer.Option(None, "--query-camera", help="this camera's images are "
+                                                         "the queries (default: the lowest camera id)"),
               rerank: bool = typer.Option(False, "--rerank", help="also report k-reciprocal re-ranking"),
               flip: bool = typer.Option(False, "--flip", help="mean of the image's and its mirror's embedding"),
               device: str = DeviceOpt, batch_size: int = BatchOpt, out_dir: Optional[Path] = OutOpt,

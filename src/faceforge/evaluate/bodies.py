@@ -12,7 +12,15 @@ import numpy as np
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write_json
 from faceforge.core.progress import progress
-from faceforge.evaluate.reid import camera_split, cosine_distance, k_reciprocal_rerank, pair_accuracy, rank_cross_camera
+from faceforge.evaluate.reid import (
+    camera_split,
+    cosine_distance,
+    cross_camera_pairs,
+    k_reciprocal_rerank,
+    pair_accuracy,
+    pair_similarities,
+    rank_cross_camera,
+)
 from faceforge.io.bodies import BodyFolder, scan_body_folder
 from faceforge.io.images import load_image
 from faceforge.vision.body import letterbox
@@ -37,11 +45,14 @@ def embed_bodies(embedder, folder: BodyFolder, show_progress: bool = False) -> n
 
 
 def evaluate_reid(embedder, test_root: str | Path, train_root: str | Path | None = None, camera: str = "cuhk03",
-                  query_camera: int = 0, rerank: bool = False, out_dir: str | Path | None = None,
+                  query_camera: int | None = None, rerank: bool = False, out_dir: str | Path | None = None,
                   show_progress: bool = False) -> dict:
-    """Rank-1/5/10, mAP and the CMC of the test people (and re-ranked, if asked); pair
-    accuracy when the training people are given (the threshold is chosen on them)."""
+    """Rank-1/5/10, mAP and the CMC of the test people (and re-ranked, if asked), queries
+    from `query_camera` (default: the lowest camera id); pair accuracy when the training
+    people are given (the threshold is chosen on them; the card's threshold is reported too)."""
     test = scan_body_folder(test_root, camera)
+    if query_camera is None:
+        query_camera = int(test.cameras.min())
     t0 = time.perf_counter()
     emb = embed_bodies(embedder, test, show_progress)
     ms = 1000 * (time.perf_counter() - t0) / len(test.files)
@@ -65,6 +76,11 @@ def evaluate_reid(embedder, test_root: str | Path, train_root: str | Path | None
         train = scan_body_folder(train_root, camera)
         res["pair_accuracy"] = pair_accuracy(embed_bodies(embedder, train, show_progress), train.people,
                                              train.cameras, emb, test.people, test.cameras)
+        if embedder.threshold is not None:  # the card's threshold, chosen on people held out of training
+            a, b, same = cross_camera_pairs(test.people, test.cameras)
+            res["pair_accuracy"]["card_threshold"] = float(embedder.threshold)
+            res["pair_accuracy"]["accuracy_at_card_threshold"] = float(
+                np.mean((pair_similarities(emb, a, b) >= embedder.threshold) == same))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -90,19 +90,36 @@ def camera_split(cameras, query_camera: int) -> tuple[np.ndarray, np.ndarray]:
 def cross_camera_pairs(ids, cameras, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of one person's images from two different cameras, and as many pairs of
     two different people's images from two different cameras drawn at random (seeded, no pair
-    twice): (first index, second index, same person)."""
+    twice): (first index, second index, same person). Memory grows with the pairs drawn,
+    not with all N² pairs."""
     ids, cameras = np.asarray(ids), np.asarray(cameras)
-    i, j = np.triu_indices(len(ids), 1)
-    cross = cameras[i] != cameras[j]
-    i, j = i[cross], j[cross]
-    same = ids[i] == ids[j]
-    if not same.any() or same.all():
-        raise FaceForgeError("cross-camera pairs need at least two people with images in two cameras")
+    same_i, same_j = [], []
+    for person in np.unique(ids):
+        idx = np.flatnonzero(ids == person)
+        a, b = np.triu_indices(len(idx), 1)
+        cross = cameras[idx[a]] != cameras[idx[b]]
+        same_i.append(idx[a][cross])
+        same_j.append(idx[b][cross])
+    si, sj = np.concatenate(same_i), np.concatenate(same_j)
     rng = np.random.default_rng(seed)
-    diff = np.flatnonzero(~same)
-    pick = np.sort(rng.choice(diff, min(int(same.sum()), len(diff)), replace=False))
-    keep = np.concatenate([np.flatnonzero(same), pick])
-    return i[keep], j[keep], same[keep]
+    want, chosen = len(si), set()
+    di, dj = [], []
+    for _ in range(100):  # rejection sampling; each round draws more than what is still missing
+        if len(di) >= want:
+            break
+        a, b = rng.integers(0, len(ids), (2, 4 * (want - len(di)) + 16))
+        a, b = np.minimum(a, b), np.maximum(a, b)
+        ok = (ids[a] != ids[b]) & (cameras[a] != cameras[b])
+        for x, y in zip(a[ok].tolist(), b[ok].tolist()):
+            if (x, y) not in chosen and len(di) < want:
+                chosen.add((x, y))
+                di.append(x)
+                dj.append(y)
+    if not want or not di:
+        raise FaceForgeError("cross-camera pairs need at least two people with images in two cameras")
+    first = np.concatenate([si, np.array(di, np.int64)])
+    second = np.concatenate([sj, np.array(dj, np.int64)])
+    return first, second, np.r_[np.ones(len(si), bool), np.zeros(len(di), bool)]
 
 
 def pair_similarities(embeddings: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -124,6 +141,9 @@ def pair_accuracy(train_embeddings: np.ndarray, train_ids, train_cams, test_embe
             "best_test_accuracy_for_reference": float(best_threshold(scores, same)[1])}
 
 
+MAX_RERANK = 12000  # images (queries + gallery): the dense N × N weights take 4 N² bytes
+
+
 def k_reciprocal_rerank(queries: np.ndarray, gallery: np.ndarray, k1: int = 20, k2: int = 6,
                         lam: float = 0.3, block: int = 16) -> np.ndarray:
     """Re-ranked queries × gallery distances (Zhong et al., CVPR 2017): λ · d + (1 − λ) · the
@@ -139,10 +159,12 @@ def k_reciprocal_rerank(queries: np.ndarray, gallery: np.ndarray, k1: int = 20, 
     to 1. Costs O(queries × N²) time over N = queries + gallery (blocks of `block` queries):
     meant for test sets of thousands, not for million-image galleries.
     """
-    feats = np.concatenate([_unit(queries), _unit(gallery)])
-    n, nq = len(feats), len(queries)
+    n, nq = len(queries) + len(gallery), len(queries)
     if not 0.0 <= lam <= 1.0 or k1 < 1 or k2 < 1:
         raise FaceForgeError("re-ranking needs k1 ≥ 1, k2 ≥ 1 and 0 ≤ λ ≤ 1")
+    if n > MAX_RERANK:
+        raise FaceForgeError(f"re-ranking holds N × N weights: {n} images is over the {MAX_RERANK} it is meant for")
+    feats = np.concatenate([_unit(queries), _unit(gallery)])
     dist = np.maximum(1.0 - feats @ feats.T, 0.0)
     dist = dist / np.maximum(dist.max(axis=1, keepdims=True), 1e-12)
     rank = np.argsort(dist, axis=1, kind="stable")
@@ -151,7 +173,7 @@ def k_reciprocal_rerank(queries: np.ndarray, gallery: np.ndarray, k1: int = 20, 
         near = rank[p, :k + 1]
         return near[(rank[near, :k + 1] == p).any(axis=1)]
 
-    vectors = np.zeros((n, n))
+    vectors = np.zeros((n, n), np.float32)
     half = int(round(k1 / 2))
     for p in range(n):
         members = reciprocal(p, k1)
@@ -163,8 +185,8 @@ def k_reciprocal_rerank(queries: np.ndarray, gallery: np.ndarray, k1: int = 20, 
         members = np.unique(np.concatenate(widened))
         w = np.exp(-dist[p, members])
         vectors[p, members] = w / w.sum()
-    if k2 > 1:
-        vectors = vectors[rank[:, :k2]].mean(axis=1)
+    if k2 > 1:  # row by row: the fancy-indexed n × k2 × n copy would not fit for large n
+        vectors = np.stack([vectors[rank[p, :k2]].mean(axis=0) for p in range(n)])
     jaccard = np.empty((nq, n - nq))
     g_vectors = vectors[nq:]
     for s in range(0, nq, block):

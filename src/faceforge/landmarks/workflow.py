@@ -11,7 +11,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write, path_text
 from faceforge.io.images import load_image
 from faceforge.landmarks.landmarker import Landmarker, RefinedDetector
-from faceforge.vision.detectors import create_detector
+from faceforge.vision.detectors import create_face_detector
 from faceforge.vision.prepare import draw_face
 
 
@@ -19,7 +19,7 @@ def predict_images(images: Sequence[str | Path], output: str | Path, weights: st
                    detector: str = "yunet", device: str = "cpu") -> list[dict]:
     """One record per image: its faces (box, the detector's score, the network's points) and
     the drawn PNG, or the reason it could not be read. One bad file never stops the others."""
-    det = RefinedDetector(create_detector(detector, device=device), Landmarker.load(weights, device=device))
+    det = RefinedDetector(create_face_detector(detector, device=device), Landmarker.load(weights, device=device))
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, used = [], set()

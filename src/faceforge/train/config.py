@@ -104,7 +104,9 @@ def build_trainer(cfg: dict, callbacks: Sequence[Callback] = (), **overrides) ->
     if d.get("balance"):  # every identity resampled to exactly `balance` images
         from faceforge.train.augment import balance_augment
         from faceforge.train.samplers import BalancedDataset
-        dataset = BalancedDataset(dataset, dataset.targets, int(d["balance"]), balance_augment(),
+        # body crops: every copy already gets its own draw of the re-id augmentation
+        copies = balance_augment() if task == "recognition" else (lambda img, rng: img)
+        dataset = BalancedDataset(dataset, dataset.targets, int(d["balance"]), copies,
                                   float(d.get("balance_quantile", 0.25)), tcfg.seed)
         num_classes = dataset.num_classes
     torch.manual_seed(tcfg.seed)  # the initial weights are part of the recipe

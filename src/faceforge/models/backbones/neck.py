@@ -13,13 +13,14 @@ feeds the triplet the feature before the BatchNorm, which a single-output backbo
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
-class EmbeddingNeck(nn.Module):
+class EmbeddingNeck(nn.Sequential):
+    """A Sequential, so that its parameters keep the names (`neck.0.weight`, ...) of weights
+    saved before it was shared."""
+
     def __init__(self, width: int, num_features: int, hidden: int | None = None, bnneck: bool = False) -> None:
-        super().__init__()
         hidden = hidden or (width + num_features) // 2
         layers: list[nn.Module] = [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                                    nn.Linear(hidden, num_features)]
@@ -27,7 +28,4 @@ class EmbeddingNeck(nn.Module):
             bn = nn.BatchNorm1d(num_features)
             bn.bias.requires_grad_(False)
             layers.append(bn)
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        super().__init__(*layers)

@@ -25,6 +25,15 @@ def create_detector(name: str, **kwargs) -> "Detector":
     return DETECTORS.create(DEFAULT_DETECTOR if name == "auto" else name, **kwargs)
 
 
+def create_face_detector(name: str, **kwargs) -> "Detector":
+    """create_detector for work that needs real face landmarks (alignment, landmark models)."""
+    det = create_detector(name, **kwargs)
+    if not det.has_landmarks:
+        raise FaceForgeError(f"detector {det.name!r} finds no face landmarks (it is for body models): use yunet, "
+                             "mtcnn or dlib")
+    return det
+
+
 class Detector:
     """Finds faces in RGB uint8 images.
 
