@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from faceforge.cli import data, faces, train
+from faceforge.cli.collect import collect_app
 from faceforge.cli.common import DeviceOpt, JsonOpt, _emit, _fail, out
 from faceforge.cli.curate import curate_app
 from faceforge.cli.eval import eval_app
@@ -26,6 +27,7 @@ app.add_typer(quality_app, name="quality")
 app.add_typer(curate_app, name="curate")
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(landmarks_app, name="landmarks")
+app.add_typer(collect_app, name="collect")
 app.command("serve")(serve)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from rich.progress import (
     BarColumn,
@@ -17,8 +17,9 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], description: str, total: int | None = None,
-             enabled: bool | None = None) -> Iterator[T]:
-    """Yield from `items` while drawing a bar on stderr when it is a terminal."""
+             enabled: bool | None = None, status: Callable[[], str] | None = None) -> Iterator[T]:
+    """Yield from `items` while drawing a bar on stderr when it is a terminal; `status()`
+    (e.g. a rate) is shown after the description and refreshed after each item."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -33,3 +34,5 @@ def progress(items: Iterable[T], description: str, total: int | None = None,
         for item in items:
             yield item
             bar.advance(task)
+            if status is not None:
+                bar.update(task, description=f"{description} {status()}")

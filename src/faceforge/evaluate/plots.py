@@ -219,3 +219,20 @@ def plot_retrieval(rows: list[tuple[np.ndarray, list[tuple[np.ndarray, bool]]]],
             ax.set_title(str(j), fontsize=7)
     fig.suptitle(title, fontsize=9)
     _save(fig, path)
+
+
+def plot_contact_sheet(groups: dict[str, list[np.ndarray]], path: str | Path, cols: int = 12,
+                       title: str = "contact sheet") -> None:
+    """One block per group (e.g. a collected identity): its images in rows of `cols`."""
+    rows = sum(max(1, -(-len(imgs) // cols)) for imgs in groups.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols, 0.85 * rows + 0.4 * len(groups)), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    r = 0
+    for name, imgs in groups.items():
+        for k, img in enumerate(imgs):
+            axes[r + k // cols, k % cols].imshow(img)
+        axes[r, 0].set_title(f"{name} ({len(imgs)})", fontsize=8, loc="left")
+        r += max(1, -(-len(imgs) // cols))
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)

@@ -1,4 +1,5 @@
-"""Video frames as RGB arrays (OpenCV's decoder), every n-th one."""
+"""Video frames as RGB arrays (OpenCV's decoder), every n-th one: from a file, a camera
+(its index), a network stream (rtsp://, http://) or a folder of frame images."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,5 +43,52 @@ def video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float,
             i += 1
         if not read_any:
             raise FaceForgeError("no frame could be decoded", path)
+    finally:
+        cap.release()
+
+
+def _is_stream(source: str) -> bool:
+    return "://" in source
+
+
+def frame_sources_kind(source: str | Path) -> str:
+    """'camera' (an integer), 'stream' (a URL), 'folder' (of frame images) or 'file'."""
+    text = str(source)
+    if text.isdigit():
+        return "camera"
+    if _is_stream(text):
+        return "stream"
+    return "folder" if Path(text).is_dir() else "file"
+
+
+def open_frames(source: str | Path, every: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame index, time in seconds, RGB frame) from any source `frame_sources_kind` knows.
+    A folder's images are its frames in name order (time = index / 25 s, the PAL rate, since
+    a folder has none); a camera or stream runs until it ends or the caller stops reading."""
+    kind = frame_sources_kind(source)
+    if kind == "file":
+        yield from video_frames(source, every)
+        return
+    if every < 1:
+        raise FaceForgeError(f"every must be ≥ 1, got {every}")
+    if kind == "folder":
+        from faceforge.io.images import list_images, load_image
+        for i, path in enumerate(list_images(source)):
+            if i % every == 0:
+                yield i, i / 25.0, load_image(path)
+        return
+    cap = cv2.VideoCapture(int(str(source)) if kind == "camera" else str(source))
+    if not cap.isOpened():
+        raise FaceForgeError(f"cannot open {kind} {source}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    try:
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % every == 0:
+                yield i, (i / fps if fps > 0 else 0.0), cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            i += 1
     finally:
         cap.release()

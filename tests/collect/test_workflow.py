@@ -1,0 +1,105 @@
+"""Collecting from real video: outputs, resume after kill -9 without duplicates, bad videos."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import DATA, need
+
+VIDEO = DATA / "video"
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "faceforge.cli.main", "collect", *args, "--device", "cpu", "--json"]
+
+
+def _collect(*args: str) -> dict:
+    res = subprocess.run(_cmd(*args), capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout)
+
+
+def test_one_person_from_a_reference_photo(tmp_path):
+    clip, ref = need(VIDEO / "short_hamilton_clip.mp4"), need(VIDEO / "lin-manuel-miranda.png")
+    m = _collect("one", str(clip), "-o", str(tmp_path / "out"), "--reference", str(ref), "--every", "10")
+    out = tmp_path / "out"
+    (name,) = m["identities"]
+    assert name == "lin-manuel-miranda" and m["identities"][name]["faces"] >= 5
+    crops = sorted((out / "identities" / name).glob("*.jpg"))
+    assert len(crops) == m["identities"][name]["faces"]
+    import pyarrow.parquet as pq
+    table = pq.read_table(out / "faces.parquet")
+    assert {"identity", "frame", "track", "yaw", "pitch", "blur", "embedding"} <= set(table.column_names)
+    assert table.column("identity").to_pylist().count(name) == len(crops)
+    assert m["status"] == "done" and m["run"]["faces_per_s"] > 0
+    _check_sheet_in_chromium(out / "sheets" / f"{name}.html", len(crops))
+
+
+def test_kill_9_then_resume_writes_no_duplicate_face(tmp_path):
+    clip = need(VIDEO / "short_hamilton_clip.mp4")
+    args = ["all", str(clip), "--every", "3", "--checkpoint-every", "5"]
+    ref = _collect(*args, "-o", str(tmp_path / "ref"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(*args, "-o", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # after a checkpoint or two, kill it mid-stream
+        man = out / "manifest.json"
+        if man.exists() and json.loads(man.read_text())["frames_done"] >= 30:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    again = _collect(*args, "-o", str(out))
+    keys = [json.loads(line)["key"] for line in (out / "faces.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == ref["faces"]  # every face once, as many as without the kill
+    assert sorted(p.name for p in (out / "crops").iterdir()) == sorted(p.name for p in (tmp_path / "ref" / "crops").iterdir())
+    assert again["identities"] == ref["identities"]
+    assert again["tracker"] == ref["tracker"]
+
+
+def test_bad_videos_and_settings_are_clear_errors(tmp_path):
+    clip = need(VIDEO / "short_hamilton_clip.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:2000])
+    for bad in (junk, cut, tmp_path / "missing.mp4"):
+        res = subprocess.run(_cmd("all", str(bad), "-o", str(tmp_path / bad.stem)), capture_output=True, text=True)
+        assert res.returncode == 2 and bad.name in json.loads(res.stdout)["error"], res.stdout
+    res = subprocess.run(_cmd("many", str(clip), "-o", str(tmp_path / "m"), "--people", "0"), capture_output=True,
+                         text=True)
+    assert res.returncode == 2
+    _collect("all", str(clip), "-o", str(tmp_path / "a"), "--every", "50")
+    res = subprocess.run(_cmd("all", str(clip), "-o", str(tmp_path / "a"), "--every", "25"), capture_output=True,
+                         text=True)  # the folder holds a run with other settings
+    assert res.returncode == 2 and "other settings" in json.loads(res.stdout)["error"]
+
+
+def _check_sheet_in_chromium(sheet: Path, n_images: int) -> None:
+    chromium, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    if not (chromium.exists() and driver.exists()):
+        pytest.skip("headless Chromium check needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(chromium)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"):
+        opts.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(str(driver)), options=opts)
+    try:
+        browser.get(sheet.resolve().as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => i.complete && i.naturalWidth === 112)")
+        assert len(images) == n_images and all(images)
+    finally:
+        browser.quit()
