@@ -84,3 +84,9 @@ def test_everyone_clusters_tracklets():
     for p in range(3):
         assert len(set(labels[who == p].tolist())) == 1 and labels[who == p][0] >= 0
     assert len(set(labels.tolist())) == 3
+    # a fourth person in one tracklet of 4 faces is an identity; a stray face is not
+    loner = rng.normal(size=32)
+    emb2 = np.vstack([emb, loner + 0.1 * rng.normal(size=(4, 32)), rng.normal(size=(1, 32))])
+    labels2 = cluster_everyone(emb2, np.r_[tracks, [20] * 4, -1], threshold=0.5)
+    assert len(set(labels2[36:40].tolist())) == 1 and labels2[36] >= 0 and labels2[40] == -1
+    assert len(set(labels2[labels2 >= 0].tolist())) == 4

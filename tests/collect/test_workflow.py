@@ -103,3 +103,15 @@ def _check_sheet_in_chromium(sheet: Path, n_images: int) -> None:
         assert len(images) == n_images and all(images)
     finally:
         browser.quit()
+
+
+def test_identities_named_from_a_gallery_never_become_paths(tmp_path):
+    clip, ref = need(VIDEO / "short_hamilton_clip.mp4"), need(VIDEO / "lin-manuel-miranda.png")
+    db = str(tmp_path / "known.db")
+    res = subprocess.run([sys.executable, "-m", "faceforge.cli.main", "gallery", "enrol", str(ref), "--gallery", db,
+                          "--identity", "../../Lin Manuel", "--device", "cpu", "--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    m = _collect("all", str(clip), "-o", str(tmp_path / "out"), "--every", "10", "--name-from", db)
+    assert "Lin_Manuel" in m["identities"], m["identities"]  # the gallery's name, made a plain folder name
+    assert (tmp_path / "out" / "identities" / "Lin_Manuel").is_dir()
+    assert all(p.parent == tmp_path / "out" / "identities" for p in (tmp_path / "out" / "identities").iterdir())

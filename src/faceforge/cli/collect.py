@@ -22,6 +22,8 @@ ThresholdOpt = typer.Option(None, "--threshold", help="same-person cosine (defau
 MaxFramesOpt = typer.Option(None, "--max-frames", min=1, help="stop after this many processed frames")
 EnrolOpt = typer.Option(None, "--enrol", help="also enrol the identities into this gallery (FILE.db, faiss:DIR)")
 CheckpointOpt = typer.Option(50, "--checkpoint-every", min=1, help="processed frames between resume points")
+NameFromOpt = typer.Option(None, "--name-from", help="name identities after their match in this gallery "
+                                                     "(at the threshold; else ID_k)")
 
 
 def _roi(text: Optional[str]) -> tuple[int, int, int, int] | None:
@@ -80,22 +82,23 @@ def collect_many(source: str = SourceArg, output: Path = OutputOpt,
                  eps: Optional[float] = typer.Option(None, "--eps", help="DBSCAN cosine eps (default: k-distance elbow)"),
                  every: int = EveryOpt, roi: Optional[str] = RoiOpt, min_blur: float = BlurOpt,
                  threshold: Optional[float] = ThresholdOpt, max_frames: Optional[int] = MaxFramesOpt,
-                 checkpoint_every: int = CheckpointOpt, detector: str = DetectorOpt, model: str = ModelOpt,
-                 device: str = DeviceOpt, batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt,
-                 as_json: bool = JsonOpt) -> None:
+                 checkpoint_every: int = CheckpointOpt, name_from: Optional[str] = NameFromOpt,
+                 detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
+                 batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt, as_json: bool = JsonOpt) -> None:
     """N people at once: done when N clusters have enough frontal, left and right faces."""
     _run("many", source, output, detector, model, device, batch_size, as_json, enrol, people=people, eps=eps,
          every=every, roi=_roi(roi), min_blur=min_blur, threshold=threshold, max_frames=max_frames,
-         checkpoint_every=checkpoint_every)
+         checkpoint_every=checkpoint_every, name_from=name_from)
 
 
 @collect_app.command("all")
 def collect_all(source: str = SourceArg, output: Path = OutputOpt,
                 every: int = EveryOpt, roi: Optional[str] = RoiOpt, min_blur: float = BlurOpt,
                 threshold: Optional[float] = ThresholdOpt, max_frames: Optional[int] = MaxFramesOpt,
-                checkpoint_every: int = CheckpointOpt, detector: str = DetectorOpt, model: str = ModelOpt,
-                device: str = DeviceOpt, batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt,
-                as_json: bool = JsonOpt) -> None:
+                checkpoint_every: int = CheckpointOpt, name_from: Optional[str] = NameFromOpt,
+                detector: str = DetectorOpt, model: str = ModelOpt, device: str = DeviceOpt,
+                batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt, as_json: bool = JsonOpt) -> None:
     """Everyone in a recording: tracklets clustered into identities (N unknown)."""
     _run("all", source, output, detector, model, device, batch_size, as_json, enrol, every=every, roi=_roi(roi),
-         min_blur=min_blur, threshold=threshold, max_frames=max_frames, checkpoint_every=checkpoint_every)
+         min_blur=min_blur, threshold=threshold, max_frames=max_frames, checkpoint_every=checkpoint_every,
+         name_from=name_from)

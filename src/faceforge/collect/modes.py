@@ -32,7 +32,7 @@ import numpy as np
 
 from faceforge.core.errors import FaceForgeError
 from faceforge.core.vectors import unit_rows
-from faceforge.curate.dbscan import dbscan_labels, elbow_eps
+from faceforge.curate.dbscan import dbscan_labels, elbow_eps, renumber_by_size
 
 
 @dataclass(frozen=True)
@@ -216,10 +216,12 @@ class ManyCollector:
         return len(self.valid) >= self.people
 
 
-def cluster_everyone(embeddings: np.ndarray, tracks: np.ndarray, threshold: float, seed: int = 0) -> np.ndarray:
+def cluster_everyone(embeddings: np.ndarray, tracks: np.ndarray, threshold: float, seed: int = 0,
+                     min_faces: int = 3) -> np.ndarray:
     """Mode `all`: one node per tracklet (its mean unit embedding; a face without a tracklet
-    is its own node), Leiden communities of the kNN graph cut at `threshold`; labels per face
-    numbered by size, −1 for a node left alone."""
+    is its own node), Leiden communities of the kNN graph cut at `threshold`, a node no
+    community took is an identity of its own; identities of fewer than `min_faces` faces are
+    dropped (−1); labels per face numbered by size."""
     from faceforge.curate.cluster import cluster_embeddings
     tracks = np.asarray(tracks)
     e = unit_rows(embeddings)
@@ -230,5 +232,11 @@ def cluster_everyone(embeddings: np.ndarray, tracks: np.ndarray, threshold: floa
     means = unit_rows(np.stack([e[node_of == i].mean(axis=0) for i in range(len(nodes))]))
     if len(nodes) == 1:
         return np.zeros(len(e), np.int64)
-    node_labels = cluster_embeddings(means, method="leiden", cutoff=threshold, k=min(10, len(nodes) - 1), seed=seed)
-    return np.asarray(node_labels)[node_of]
+    node_labels = np.asarray(cluster_embeddings(means, method="leiden", cutoff=threshold, k=min(10, len(nodes) - 1),
+                                                seed=seed))
+    alone = np.flatnonzero(node_labels < 0)  # a person seen in one tracklet only is still a person
+    node_labels[alone] = node_labels.max() + 1 + np.arange(len(alone))
+    labels = node_labels[node_of]
+    sizes = np.bincount(labels)
+    labels = np.where(sizes[labels] >= min_faces, labels, -1)  # a face or two alone: noise, not an identity
+    return renumber_by_size(labels)

@@ -58,6 +58,7 @@ class CollectSettings:
     threshold: float | None = None     # same-person cosine (default: the model card's)
     max_frames: int | None = None      # stop after this many processed frames
     checkpoint_every: int = 50         # processed frames between checkpoints
+    name_from: str | None = None       # many / all: name each identity after its gallery match
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -95,7 +96,7 @@ class _Run:
 
     def _identity(self) -> dict:
         return {"source": self.source, "settings": {k: v for k, v in asdict(self.s).items()
-                                                    if k not in ("max_frames", "checkpoint_every")},
+                                                    if k not in ("max_frames", "checkpoint_every", "name_from")},
                 "model": self.pipe.embedder.name, "detector": self.pipe.detector.name}
 
     def open(self) -> int:
@@ -216,8 +217,24 @@ class _Run:
             return labels, [self.reference_name]
         return labels, [f"ID_{k}" for k in range(int(labels.max()) + 1)] if len(labels) and labels.max() >= 0 else []
 
+    def _gallery_names(self, labels: np.ndarray, names: list[str]) -> list[str]:
+        """Each identity named after the gallery identity its mean embedding matches at the
+        threshold (sanitised; kept as ID_k below it, or when two would share a name)."""
+        from faceforge.search.gallery import open_gallery
+        emb = np.array([r["embedding"] for r in self.records], np.float32)
+        means = np.stack([emb[labels == k].mean(axis=0) for k in range(len(names))])
+        with open_gallery(self.s.name_from) as g:
+            hits = g.search(means, 1, model=self.pipe.embedder.name)
+        out: list[str] = []
+        for name, h in zip(names, hits):
+            new = safe_name(h[0].identity) if h and h[0].score >= self.threshold else name
+            out.append(new if new not in out else name)
+        return out
+
     def finish(self, frame: int) -> dict:
         labels, names = self.labels()
+        if self.s.name_from and names and self.s.mode != "one":
+            names = self._gallery_names(labels, names)
         ids = self.out / "identities"
         if ids.exists():
             shutil.rmtree(ids)
