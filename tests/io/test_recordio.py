@@ -39,18 +39,45 @@ def test_round_trip_1000_lfw_images_byte_exact(tmp_path, lfw_items):
     assert np.array_equal(ds[999][0], load_image(files[999]))
 
 
-def test_multipart_record_is_reassembled(tmp_path):
-    payload = pack(3.0, b"x" * 10)
-    a, b = payload[:7], payload[7:]
+def test_multipart_record_is_reassembled_with_the_magic_between_parts(tmp_path):
+    """As MXNet's writer splits a payload at an aligned magic (leaving the 4 bytes out) and
+    its reader puts them back: parts built by hand read back as the original payload."""
+    magic = np.array([MAGIC], "<u4").tobytes()
+    image = b"abcd" + magic + b"efghijkl" + magic + b"xyz"   # the magic at offsets 4 and 16 of the image
+    payload = pack(3.0, image)                              # a 24-byte header keeps them aligned
+    first = payload.index(magic)
+    second = payload.index(magic, first + 4)
+    parts = [(1, payload[:first]), (2, payload[first + 4:second]), (3, payload[second + 4:])]
     rec, idx = tmp_path / "m.rec", tmp_path / "m.idx"
     with open(rec, "wb") as fh:
-        for cflag, part in ((1, a), (3, b)):
+        for cflag, part in parts:
             fh.write(np.array([MAGIC, (cflag << 29) | len(part)], "<u4").tobytes())
             fh.write(part + b"\0" * ((4 - len(part) % 4) % 4))
     idx.write_text("0\t0\n")
     with RecordReader(rec) as r:
         got = r.read(0)
-    assert got.label == 3.0 and got.payload == b"x" * 10
+    assert got.label == 3.0 and got.payload == image
+    # our writer splits the same way, so the bytes on disk hold no aligned magic inside a part
+    write_recordio(tmp_path / "w.rec", [(image, 0)])
+    raw = (tmp_path / "w.rec").read_bytes()
+    starts = [i for i in range(0, len(raw) - 3, 4) if raw[i:i + 4] == magic]
+    with RecordReader(tmp_path / "w.rec") as r:
+        assert r.read(1).payload == image
+        assert len(starts) == len(r.offsets) + 2  # one per record, plus the two extra parts
+
+
+def test_forked_workers_do_not_share_the_parents_file_offset(tmp_path, lfw_items):
+    """The parent reads (as the trainer does for the input size), then DataLoader workers fork:
+    each must read its own records correctly."""
+    import torch
+    items, _, _ = lfw_items
+    write_recordio(tmp_path / "t.rec", items[:64])
+    ds = RecordIODataset(tmp_path / "t.rec")
+    ds[0]  # the parent opens its reader first
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, collate_fn=lambda b: [x[1] for x in b],
+                                         multiprocessing_context="fork")
+    labels = [label for batch in loader for label in batch]
+    assert labels == [c for _, c in items[:64]]
 
 
 def test_errors_are_clear(tmp_path, lfw_items):

@@ -92,3 +92,13 @@ def test_hooks_are_removed_and_bad_models_refused():
         BNInputFeatures(nn.Sequential(nn.Conv2d(3, 3, 1)))
     with pytest.raises(FaceForgeError, match="unknown quality feature kind"):
         BNInputFeatures(model, "entropy")
+
+
+def test_spatial_variance_stays_exact_when_the_mean_dwarfs_the_spread():
+    """A channel at 10,000 ± 1 (float32): Σx² − n·mean² would cancel to noise of order 10;
+    the shifted sums give the variance numpy computes in float64."""
+    from faceforge.quality.features import _spatial_var
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.normal(size=(2, 3, 49))).astype(np.float32)
+    got = _spatial_var(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, x.astype(np.float64).var(axis=2, ddof=1), rtol=1e-3)

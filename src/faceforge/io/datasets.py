@@ -5,6 +5,7 @@ array. Both are torch Datasets, so a DataLoader (and a DistributedSampler) can d
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -89,7 +90,10 @@ class RecordIODataset(Dataset):
         reader.close()
         self.num_classes = num_classes if num_classes is not None else header_classes
         self.transform = transform
-        self._reader: RecordReader | None = None  # opened lazily, once per worker process
+        # opened lazily, once per process: a reader the parent opened before DataLoader workers
+        # forked shares its file offset with them, so each process (by pid) opens its own
+        self._reader: RecordReader | None = None
+        self._reader_pid: int | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -104,8 +108,9 @@ class RecordIODataset(Dataset):
         return self._targets
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        if self._reader is None:
+        if self._reader is None or self._reader_pid != os.getpid():
             self._reader = RecordReader(self.rec_path, self.idx_path)
+            self._reader_pid = os.getpid()
         key = self.keys[i]
         rec = self._reader.read(key)
         label = rec.label if np.ndim(rec.label) == 0 else rec.label[0]

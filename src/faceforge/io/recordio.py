@@ -2,7 +2,10 @@
 
 Framing (MXNet RecordIO): each record is the magic 0xced7230a, a uint32 whose low 29 bits
 are the length and top 3 bits a continuation flag (0 whole, 1 first, 2 middle, 3 last
-part), then the payload padded to 4 bytes. The `.idx` file has one "key<TAB>offset" line
+part), then the payload padded to 4 bytes. A writer splits a payload wherever the magic
+occurs at a 4-byte-aligned position, leaving those 4 bytes out (so a reader that scans for
+the magic never mistakes data for a record start); a reader puts the magic back between
+the parts. The `.idx` file has one "key<TAB>offset" line
 per record. A payload is insightface's IRHeader — flag (uint32), label (float32), id and
 id2 (uint64) — then `flag` float32 labels if flag > 0, then the encoded image.
 
@@ -22,7 +25,22 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write
 
 MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
 _HEADER = struct.Struct("<IfQQ")
+
+
+def frame_parts(payload: bytes) -> list[tuple[int, bytes]]:
+    """(continuation flag, bytes) parts of one record: split at each 4-byte-aligned magic,
+    which is left out (0 whole; 1 first, 2 middle, 3 last)."""
+    cuts = [i for i in range(0, len(payload) - 3, 4) if payload[i:i + 4] == _MAGIC_BYTES]
+    if not cuts:
+        return [(0, payload)]
+    pieces, start = [], 0
+    for i in cuts:
+        pieces.append(payload[start:i])
+        start = i + 4
+    pieces.append(payload[start:])
+    return [(1 if k == 0 else 3 if k == len(pieces) - 1 else 2, p) for k, p in enumerate(pieces)]
 
 
 @dataclass
@@ -99,7 +117,7 @@ class RecordReader:
             self._fh.read((4 - length % 4) % 4)
             parts.append(data)
             if cflag in (0, 3):
-                return b"".join(parts)
+                return _MAGIC_BYTES.join(parts)  # the magic each split took out
 
     def read(self, key: int) -> Record:
         return unpack(self.read_raw(key), f" (record {key} of {self.rec})")
@@ -127,8 +145,9 @@ def write_recordio(rec: str | Path, items: Iterable[tuple[bytes, int]], num_clas
     with atomic_write(rec, "wb") as fh:
         def put(key: int, payload: bytes) -> None:
             idx_lines.append(f"{key}\t{fh.tell()}")
-            fh.write(struct.pack("<II", MAGIC, len(payload)))
-            fh.write(payload + b"\x00" * ((4 - len(payload) % 4) % 4))
+            for cflag, part in frame_parts(payload):
+                fh.write(struct.pack("<II", MAGIC, (cflag << 29) | len(part)))
+                fh.write(part + b"\x00" * ((4 - len(part) % 4) % 4))
 
         put(0, pack([n + 1, n + 1 + c_total]))
         for i, (img, c) in enumerate(images, 1):

@@ -22,15 +22,17 @@ KINDS = ("var", "kl")
 
 def _spatial_var(flat: torch.Tensor) -> torch.Tensor:
     """Unbiased variance over H·W; 0 for a 1×1 map (MobileFaceNet's last BatchNorm), where
-    it is undefined. From Σx and Σx²: on the CPU Tensor.var (Welford) and vector_norm
-    each cost about as much as the BatchNorm itself, square + sum a fraction, which keeps
-    scoring cheap beside the forward pass; the float32 cancellation error, ≲ 1e-7·mean², is
-    far below the spread of the variances over channels that the features summarise."""
+    it is undefined. From the sums of d and d² with d = x − x₀, x₀ each map's first value
+    (the shifted-data formula): on the CPU Tensor.var (Welford) costs about as much as the
+    BatchNorm itself, a subtraction, square and sum a fraction. Without the shift, Σx² −
+    n·mean² in float32 cancels to noise of order 1e-7·mean² when a channel's mean is large
+    against its spread; shifted, the error scales with the spread instead."""
     n = flat.shape[2]
     if n < 2:
         return torch.zeros(flat.shape[:2], dtype=flat.dtype, device=flat.device)
-    mean = flat.mean(dim=2)
-    sq = flat.square().sum(dim=2)
+    d = flat - flat[:, :, :1]
+    mean = d.mean(dim=2)
+    sq = d.square().sum(dim=2)
     return ((sq - n * mean * mean) / (n - 1)).clamp_min(0)
 
 
