@@ -46,3 +46,23 @@ def test_serfiq_by_hand():
         assert got[i] == pytest.approx(2 / (1 + np.exp(np.mean(d))), rel=1e-5)
     with pytest.raises(FaceForgeError):
         serfiq(layer, x, passes=1)
+
+
+def test_serfiq_layer_is_the_last_linear_to_run_not_the_last_registered():
+    import torch
+    from torch import nn
+
+    from faceforge.quality.scorer import _embedding_layer
+
+    class OutputFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = nn.Linear(8, 4)    # registered first, runs last
+            self.inner = nn.Linear(4, 8)  # registered last, runs first
+
+        def forward(self, x):
+            return self.out(torch.relu(self.inner(x)))
+
+    m = OutputFirst()
+    assert _embedding_layer(m, lambda: m(torch.zeros(1, 4))) is m.out
+    assert _embedding_layer(nn.Sequential(nn.ReLU()), lambda: None) is None

@@ -10,9 +10,19 @@ from faceforge.quality.estimator import QualityEstimator, weights_fingerprint
 from faceforge.quality.features import BNInputFeatures
 
 
-def _embedding_layer(model: nn.Module) -> nn.Linear | None:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
+def _embedding_layer(model: nn.Module, forward) -> nn.Linear | None:
+    """The Linear layer that runs last in `forward()` (a call of the model): SER-FIQ's dropout
+    goes on its input. Registration order is not forward order (a module may define its
+    output layer first)."""
+    called: list[nn.Linear] = []
+    handles = [m.register_forward_hook(lambda mod, i, o: called.append(mod))
+               for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        forward()
+    finally:
+        for h in handles:
+            h.remove()
+    return called[-1] if called else None
 
 
 class QualityScorer:
@@ -29,8 +39,9 @@ class QualityScorer:
         self.kind = kind or (estimator.manifest["feature_kind"] if estimator else "var")
         self.hooks = BNInputFeatures(model, self.kind)
         self.fingerprint = weights_fingerprint(model)
-        s = embedder.spec.size
-        self.features(np.zeros((1, s, s, 3), np.uint8))  # fixes the layer order
+        probe = np.zeros((1, *embedder.spec.shape, 3), np.uint8)
+        self.features(probe)  # fixes the layer order
+        self.embedding_layer = _embedding_layer(model, lambda: embedder.embed_raw(probe))
         if estimator is not None:
             estimator.check(embedder.name, self.hooks.layer_names, self.kind, self.fingerprint)
 
@@ -41,7 +52,7 @@ class QualityScorer:
     def features(self, crops: np.ndarray, embedding_layer_input: bool = False):
         """(raw N×D embeddings, N×2L features[, N×K inputs of the last Linear for SER-FIQ])."""
         captured: list[torch.Tensor] = []
-        layer = _embedding_layer(self.model) if embedding_layer_input else None
+        layer = self.embedding_layer if embedding_layer_input else None
         if embedding_layer_input and layer is None:
             raise FaceForgeError(f"{self.embedder.name} has no Linear embedding layer for SER-FIQ")
         handle = layer.register_forward_pre_hook(lambda m, i: captured.append(i[0].detach().cpu())) if layer else None
