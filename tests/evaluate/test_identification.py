@@ -186,3 +186,22 @@ def test_threshold_for_precision_degenerate():
     assert dec.threshold_for_precision(0.5)["accepted"] == 2
     with pytest.warns(UserWarning):
         dec.threshold_for_precision(0.9)
+
+
+def test_identification_with_distractors_blockwise_equals_sorting_everything():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(300, 16))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    labels = rng.integers(0, 60, 300)
+    d = rng.normal(size=(2000, 16))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    iu = np.triu_indices(300, 1)
+    same = (labels[:, None] == labels[None, :])[iu]
+    s = (q @ q.T)[iu]
+    neg = np.sort(np.concatenate([s[~same], (q @ d.T).ravel()]))[::-1]
+    fprs = (0.5, 0.1, 1e-3, 1e-5)
+    res = identification_with_distractors(q, labels, d, fprs=fprs, block=37, bins=64)  # many blocks, coarse bins
+    for f in fprs:
+        thr = neg[min(int(np.floor(f * len(neg))), len(neg) - 1)]
+        assert res[f"{f:g}"]["threshold"] == pytest.approx(thr, abs=1e-12)  # blocks may round the last bit
+        assert res[f"{f:g}"]["tpr"] == np.mean(s[same] >= thr)

@@ -37,25 +37,64 @@ def _checked_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndar
     return x
 
 
+def _negative_blocks(q: np.ndarray, labels: np.ndarray, d: np.ndarray, block: int):
+    """Every negative score, a block at a time, in a fixed order: cross-identity query pairs
+    (i < j), then query × distractor."""
+    for a in range(0, len(q), block):
+        s = q[a:a + block] @ q.T
+        rows = np.arange(a, min(a + block, len(q)))[:, None]
+        upper = np.arange(len(q))[None, :] > rows
+        yield s[upper & (labels[a:a + block, None] != labels[None, :])]
+        for b in range(0, len(d), 64 * block):
+            yield (q[a:a + block] @ d[b:b + 64 * block].T).ravel()
+
+
 def identification_with_distractors(queries: np.ndarray, labels: np.ndarray, distractors: np.ndarray,
-                                    fprs=(0.5, 0.3, 0.1)) -> dict[str, dict]:
+                                    fprs=(0.5, 0.3, 0.1), block: int = 256, bins: int = 1 << 20) -> dict[str, dict]:
+    """Thresholds and TPRs as in the module's rule, in memory that does not grow with the
+    number of negatives (10k queries × 1M distractors is 10¹⁰ of them): a first pass counts
+    the negatives in `bins` equal bins over [−1, 1], which tells in which bin each wanted
+    rank falls; a second pass keeps only the scores in those bins and sorts them. Exact:
+    the ranks are those of the sorted negatives."""
     q = np.asarray(queries, dtype=np.float64)
     d = np.asarray(distractors, dtype=np.float64).reshape(-1, q.shape[1]) if len(distractors) else \
         np.zeros((0, q.shape[1]))
     labels = np.asarray(labels)
     if len(q) != len(labels):
         raise FaceForgeError(f"{len(q)} queries but {len(labels)} labels")
-    iu = np.triu_indices(len(q), k=1)
-    qq = (q @ q.T)[iu]
-    same = (labels[:, None] == labels[None, :])[iu]
-    pos = qq[same]
-    neg = np.concatenate([qq[~same], (q @ d.T).ravel()])
-    if len(pos) == 0 or len(neg) == 0:
+    pos = []
+    for a in range(0, len(q), block):
+        s = q[a:a + block] @ q.T
+        rows = np.arange(a, min(a + block, len(q)))[:, None]
+        pos.append(s[(np.arange(len(q))[None, :] > rows) & (labels[a:a + block, None] == labels[None, :])])
+    pos = np.concatenate(pos) if pos else np.zeros(0)
+
+    def bin_of(v: np.ndarray) -> np.ndarray:
+        return np.clip(((v + 1.0) * (bins / 2.0)).astype(np.int64), 0, bins - 1)
+
+    hist = np.zeros(bins, np.int64)
+    for neg in _negative_blocks(q, labels, d, block):
+        hist += np.bincount(bin_of(neg), minlength=bins)
+    total = int(hist.sum())
+    if len(pos) == 0 or total == 0:
         raise FaceForgeError("need at least one same-identity pair and one negative pair")
-    f = np.sort(neg)[::-1]
+    above = np.concatenate([[0], np.cumsum(hist[::-1])])  # negatives in the top k bins
+    wanted = {}
+    for fpr in fprs:
+        rank = min(int(np.floor(fpr * total)), total - 1)   # 0-based, in descending order
+        k = int(np.searchsorted(above, rank, side="right"))  # the rank lies in the k-th bin from the top
+        wanted[fpr] = (bins - k, rank - int(above[k - 1]))
+    keep = {b for b, _ in wanted.values()}
+    inside: dict[int, list[np.ndarray]] = {b: [] for b in keep}
+    for neg in _negative_blocks(q, labels, d, block):
+        nb = bin_of(neg)
+        for b in keep:
+            inside[b].append(neg[nb == b])
+    ordered = {b: np.sort(np.concatenate(v))[::-1] for b, v in inside.items()}
     out = {}
     for fpr in fprs:
-        thr = f[min(int(np.floor(fpr * len(f))), len(f) - 1)]
+        b, r = wanted[fpr]
+        thr = ordered[b][r]
         out[f"{fpr:g}"] = {"threshold": float(thr), "tpr": float(np.mean(pos >= thr))}
     return out
 
