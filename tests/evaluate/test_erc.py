@@ -46,3 +46,24 @@ def test_efficiency():
     assert filtering_efficiency(0.01, 0.005, 5.0) == pytest.approx(10.0)
     with pytest.raises(FaceForgeError):
         filtering_efficiency(0.01, 0.005, 0.0)
+
+
+def test_tied_qualities_reject_exactly_the_stated_fraction():
+    """Twenty pairs, four genuine ones tied at quality 0.2: rejecting 15 % drops exactly three
+    pairs, the earlier three of the tie (by hand); the fourth, a miss, stays."""
+    q = np.r_[[0.5, 0.2, 0.2, 0.2, 0.9, 0.2, 0.7, 0.8, 0.6, 0.4], np.ones(10)]
+    same = np.r_[np.ones(10, bool), np.zeros(10, bool)]
+    s = np.r_[[0.9] * 5 + [0.0] + [0.9] * 4, np.linspace(0.01, 0.1, 10)]  # genuine pair 5 is a miss
+    res = error_vs_reject(s, same, q, q, fmrs=(0.1,), fractions=np.array([0.0, 0.15]))
+    f = res["curves"]["0.1"]["fnmr"]
+    assert f[0] == pytest.approx(1 / 10)
+    assert f[1] == pytest.approx(1 / 7)  # pairs 1, 2, 3 rejected; 0, 4, 5, 6, 7, 8, 9 kept
+
+
+def test_spearman_gives_ties_their_mean_rank():
+    from scipy.stats import spearmanr
+
+    from faceforge.quality.estimator import _spearman
+    a = np.array([1, 2, 2, 2, 3, 4, 4, 5.0])
+    b = np.array([1, 3, 2, 4, 5, 5, 7, 8.0])
+    assert _spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)

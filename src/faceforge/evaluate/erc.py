@@ -2,8 +2,8 @@
 
 A pair's quality is the lower of its two images'. The decision threshold is fixed once, at
 the target FMR on all pairs (accept if score > t, as in tpr_at_fpr); then the lowest-quality
-fraction p of pairs is discarded (cut = sorted(q)[⌊N·p⌋], keep q ≥ cut) and the FNMR of
-what is left is measured. A quality measure is useful when the curve falls fast; the area
+fraction p of pairs is discarded (exactly ⌊N·p⌋ pairs: the lowest qualities, equal
+qualities in pair order, the earlier pair first) and the FNMR of what is left is measured. A quality measure is useful when the curve falls fast; the area
 under it (pAUC, up to 20 % and 100 % rejected) summarises that, lower is better.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.evaluate.verification import tpr_at_fpr
+from faceforge.evaluate.verification import tpr_at_fpr, trapezoid
 
 
 def fmr_threshold(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
@@ -36,14 +36,14 @@ def error_vs_reject(scores: np.ndarray, same: np.ndarray, quality_a: np.ndarray,
     if not y.any():
         raise FaceForgeError("error-versus-reject needs genuine pairs")
     fractions = np.round(np.arange(0, 0.951, 0.01), 4) if fractions is None else np.asarray(fractions, float)
-    order = np.sort(q)
+    position = np.empty(len(q), np.int64)  # each pair's place in the rejection order
+    position[np.argsort(q, kind="stable")] = np.arange(len(q))
     out = {"fractions": fractions.tolist(), "curves": {}}
     for fmr in fmrs:
         thr = fmr_threshold(s, y, fmr)
         fnmr = []
         for p in fractions:
-            cut = order[min(int(np.floor(len(q) * p)), len(q) - 1)]
-            keep = (q >= cut) & y
+            keep = (position >= int(np.floor(len(q) * p))) & y
             fnmr.append(float(np.mean(s[keep] <= thr)) if keep.any() else float("nan"))
         f = np.asarray(fnmr)
         out["curves"][f"{fmr:g}"] = {
@@ -54,7 +54,7 @@ def error_vs_reject(scores: np.ndarray, same: np.ndarray, quality_a: np.ndarray,
 
 def _pauc(x: np.ndarray, y: np.ndarray, upto: float) -> float:
     m = (x <= upto + 1e-12) & np.isfinite(y)
-    return float(np.trapezoid(y[m], x[m])) if m.sum() > 1 else float("nan")
+    return float(trapezoid(y[m], x[m])) if m.sum() > 1 else float("nan")
 
 
 def filtering_efficiency(fnmr_before: float, fnmr_after: float, discarded_percent: float,

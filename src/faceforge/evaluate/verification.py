@@ -9,6 +9,8 @@ import numpy as np
 from faceforge.core.errors import FaceForgeError
 
 DEFAULT_FPRS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+# the trapezoidal rule under its NumPy 2 name, or its NumPy 1 one (the project allows both)
+trapezoid = getattr(np, "trapezoid", None) or np.trapz
 
 
 def _check(scores: np.ndarray, labels: np.ndarray, as_float64: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +124,7 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fprs=DEFAULT_FPRS) -> dic
 
 
 def auc(curve: RocCurve) -> float:
-    return float(np.trapezoid(curve.tpr, curve.fpr))
+    return float(trapezoid(curve.tpr, curve.fpr))
 
 
 def eer(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:

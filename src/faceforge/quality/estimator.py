@@ -206,5 +206,7 @@ def train_estimator(features: np.ndarray, labels: np.ndarray, identities, *, bac
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rho with tied values given their mean rank (as scipy.stats.spearmanr):
+    ranking ties by position would invent an order the scores do not have."""
+    from scipy.stats import rankdata
+    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
