@@ -67,3 +67,14 @@ def test_find_in_a_gallery(tmp_path):
     hits = faceforge.find(lfw_image("Colin_Powell", 2), uri, k=3)
     assert len(hits) == 1 and [h.identity for h in hits[0]][0] == "Colin_Powell"
     assert hits[0][0].score > 0.363 > hits[0][1].score
+
+
+def test_import_and_help_do_not_load_torch():
+    """`import faceforge` and `faceforge --help` stay light: torch loads on first real use."""
+    import subprocess
+    import sys
+    code = ("import sys, faceforge; from faceforge.cli.main import app; "
+            "assert 'torch' not in sys.modules and 'cv2' not in sys.modules, sorted(sys.modules); "
+            "faceforge.FacePipeline; assert 'torch' in sys.modules")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]

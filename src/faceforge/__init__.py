@@ -1,16 +1,35 @@
-"""FaceForge: face recognition you can train, evaluate and deploy without a lab's compute."""
-from faceforge.api import Representation, VerifyResult, find, represent, verify
+"""FaceForge: face recognition you can train, evaluate and deploy without a lab's compute.
+
+The names below are imported on first use (PEP 562), so `import faceforge` and
+`faceforge --help` do not load torch, OpenCV or the models until something needs them."""
+from __future__ import annotations
+
+import importlib
+
 from faceforge.core.errors import FaceForgeError, ImageReadError, ModelLoadError, NoFaceError
-from faceforge.io.images import load_image
-from faceforge.models.embedders import Embedder, create_embedder, list_embedders
-from faceforge.pipeline import FacePipeline, FaceRecord, Skip
-from faceforge.vision.detectors import Detector, create_detector, list_detectors
-from faceforge.vision.face import Face
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Detector", "Embedder", "Face", "FaceForgeError", "FacePipeline", "FaceRecord", "ImageReadError",
-    "ModelLoadError", "NoFaceError", "Skip", "create_detector", "create_embedder", "list_detectors",
-    "list_embedders", "load_image", "Representation", "VerifyResult", "find", "represent", "verify",
-]
+_LAZY = {
+    "Representation": "faceforge.api", "VerifyResult": "faceforge.api", "find": "faceforge.api",
+    "represent": "faceforge.api", "verify": "faceforge.api", "load_image": "faceforge.io.images",
+    "Embedder": "faceforge.models.embedders", "create_embedder": "faceforge.models.embedders",
+    "list_embedders": "faceforge.models.embedders", "FacePipeline": "faceforge.pipeline",
+    "FaceRecord": "faceforge.pipeline", "Skip": "faceforge.pipeline", "Detector": "faceforge.vision.detectors",
+    "create_detector": "faceforge.vision.detectors", "list_detectors": "faceforge.vision.detectors",
+    "Face": "faceforge.vision.face",
+}
+
+__all__ = ["FaceForgeError", "ImageReadError", "ModelLoadError", "NoFaceError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'faceforge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

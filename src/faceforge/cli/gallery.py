@@ -5,8 +5,6 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, Optional
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
 
 from faceforge.cli.common import (BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, OverwriteOpt, _emit, _fail, _pipeline,
@@ -170,6 +168,9 @@ def export(output: Path = typer.Argument(..., help="output .parquet (key, identi
            gallery: str = GalleryOpt, collection: str = CollectionOpt, token: str = TokenOpt,
            overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt) -> None:
     """Write every record with its vector to Parquet (readable by faceforge eval / curate)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from faceforge.core.files import atomic_write
     from faceforge.search.gallery import EXPORT_SCHEMA
     claim(as_json, overwrite, output)

@@ -1,12 +1,17 @@
-"""Explicit device selection: 'auto' picks CUDA when present, otherwise CPU."""
+"""Explicit device selection: 'auto' picks CUDA when present, otherwise CPU. torch is
+imported on the first call, so that importing faceforge (and `faceforge --help`) stays light."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from faceforge.core.errors import FaceForgeError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    import torch
     if isinstance(device, torch.device):
         return device
     if device is None or device == "auto":
