@@ -44,7 +44,7 @@ def test_one_person_from_a_reference_photo(tmp_path):
 
 def test_kill_9_then_resume_writes_no_duplicate_face(tmp_path):
     clip = need(VIDEO / "short_hamilton_clip.mp4")
-    args = ["all", str(clip), "--every", "3", "--checkpoint-every", "5"]
+    args = ["all", str(clip), "--every", "3", "--checkpoint-every", "5", "--roi", "150,0,490,360"]
     ref = _collect(*args, "-o", str(tmp_path / "ref"))
     out = tmp_path / "run"
     proc = subprocess.Popen(_cmd(*args, "-o", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -114,4 +114,10 @@ def test_identities_named_from_a_gallery_never_become_paths(tmp_path):
     m = _collect("all", str(clip), "-o", str(tmp_path / "out"), "--every", "10", "--name-from", db)
     assert "Lin_Manuel" in m["identities"], m["identities"]  # the gallery's name, made a plain folder name
     assert (tmp_path / "out" / "identities" / "Lin_Manuel").is_dir()
-    assert all(p.parent == tmp_path / "out" / "identities" for p in (tmp_path / "out" / "identities").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["known.db", "out"]  # nothing written outside
+
+
+def test_names_are_made_distinct_case_insensitively():
+    from faceforge.collect.workflow import safe_name, unique_names
+    assert unique_names(["ID_1", "ann", "ID_1", "Ann", "ann_2"]) == ["ID_1", "ann", "ID_1_2", "Ann_2", "ann_2_2"]
+    assert safe_name("../../x") == "x" and safe_name("..") == "person" and safe_name("a/b\\c") == "a_b_c"

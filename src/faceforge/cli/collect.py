@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from faceforge.cli.common import BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, _emit, _fail, _pipeline, out
+from faceforge.cli.common import BatchOpt, DetectorOpt, DeviceOpt, JsonOpt, ModelOpt, _emit, _fail, out
 from faceforge.core.errors import FaceForgeError
 
 collect_app = typer.Typer(help="Collect identity datasets from video.", no_args_is_help=True)
@@ -38,9 +38,11 @@ def _roi(text: Optional[str]) -> tuple[int, int, int, int] | None:
 
 def _run(mode: str, source: str, output: Path, detector: str, model: str, device: str, batch_size: int,
          as_json: bool, enrol: Optional[str], **settings) -> None:
-    from faceforge.collect.workflow import CollectSettings, collect
-    try:
-        pipe = _pipeline(detector, model, device, batch_size)
+    from faceforge.collect.workflow import YUNET_WEAK, CollectSettings, collect
+    from faceforge.pipeline import FacePipeline
+    try:  # YuNet reports weaker faces too, for the tracker's second stage
+        weak = {"score_threshold": YUNET_WEAK} if detector in ("auto", "yunet") else {}
+        pipe = FacePipeline(detector, model, device=device, batch_size=batch_size, detector_kwargs=weak)
         res = collect(source, output, pipe, CollectSettings(mode=mode, **settings), show_progress=sys.stderr.isatty())
         if enrol:
             from faceforge.search.enrol import enrol_folder

@@ -180,7 +180,7 @@ class ManyCollector:
         self.labels = np.zeros(0, np.int64)
         self.valid: list[int] = []
         self.eps: float | None = eps
-        self._used_at_update = 0
+        self._used_at_update = 9 * people - every  # the first DBSCAN runs at 9·N usable faces
 
     def usable(self) -> np.ndarray:
         y, p = np.abs(np.array(self.log.yaws)), np.abs(np.array(self.log.pitches))
@@ -230,10 +230,8 @@ def cluster_everyone(embeddings: np.ndarray, tracks: np.ndarray, threshold: floa
     index = {k: i for i, k in enumerate(nodes)}
     node_of = np.array([index[k] for k in keys])
     means = unit_rows(np.stack([e[node_of == i].mean(axis=0) for i in range(len(nodes))]))
-    if len(nodes) == 1:
-        return np.zeros(len(e), np.int64)
-    node_labels = np.asarray(cluster_embeddings(means, method="leiden", cutoff=threshold, k=min(10, len(nodes) - 1),
-                                                seed=seed))
+    node_labels = np.zeros(1, np.int64) if len(nodes) == 1 else np.asarray(
+        cluster_embeddings(means, method="leiden", cutoff=threshold, k=min(10, len(nodes) - 1), seed=seed))
     alone = np.flatnonzero(node_labels < 0)  # a person seen in one tracklet only is still a person
     node_labels[alone] = node_labels.max() + 1 + np.arange(len(alone))
     labels = node_labels[node_of]

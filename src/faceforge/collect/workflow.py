@@ -42,6 +42,8 @@ from faceforge.io.video import frame_sources_kind, open_frames
 from faceforge.pipeline import FacePipeline
 
 MODES = ("one", "many", "all")
+YUNET_CONFIDENT = 0.6  # YuNet's own default threshold: a face sure enough to start a track
+YUNET_WEAK = 0.3       # what collect runs YuNet at, for the tracker's second stage
 MAX_YAW = 50.0  # beyond this five points (and recognisers) say little: such faces are not collected
 
 
@@ -76,6 +78,21 @@ def safe_name(name: str, fallback: str = "person") -> str:
     return cleaned[:80] or fallback
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """The names made distinct as folder names, case-insensitively (macOS and Windows do not
+    tell "Ann" from "ann"): a repeat gets _2, _3, ..."""
+    used: set[str] = set()
+    out = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate.lower() in used:
+            k += 1
+            candidate = f"{name}_{k}"
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
 class _Run:
     def __init__(self, source: str, out: Path, pipeline: FacePipeline, settings: CollectSettings) -> None:
         self.source, self.out, self.pipe, self.s = source, out, pipeline, settings
@@ -85,7 +102,13 @@ class _Run:
             raise FaceForgeError(f"{pipeline.embedder.name} has no known threshold: give --threshold")
         # a track continues only with a face that passes the model's same-person threshold, and
         # re-finds a lost person by appearance alone halfway between that and a perfect match
-        self.tracker = Tracker(min_cosine=self.threshold, reid_cosine=(1 + self.threshold) / 2)
+        # YuNet's scores are probabilities: run at 0.3 (`faceforge collect` does), faces from 0.6
+        # start tracks and weaker ones may only continue one (and only those are kept); other
+        # detectors' own threshold is the one bar. The buffer counts video frames: 30 processed.
+        det = pipeline.detector
+        high = max(YUNET_CONFIDENT, det.score_threshold) if det.name == "yunet" else det.score_threshold
+        self.tracker = Tracker(high=high, low=det.score_threshold, min_cosine=self.threshold,
+                               reid_cosine=(1 + self.threshold) / 2, buffer=30 * settings.every)
         self.collector = None
         self.reference_name = "ID_0"
 
@@ -106,9 +129,12 @@ class _Run:
         last = -1
         if self.manifest_path.exists():
             m = json.loads(self.manifest_path.read_text())
-            if m["identity"] != self._identity():
+            if m["identity"] != json.loads(json.dumps(self._identity())):  # tuples come back as lists
                 raise OutputExistsError("holds a collection with other settings (source, mode, model): "
                                         "use another output folder", self.out)
+            if frame_sources_kind(self.source) in ("camera", "stream"):
+                raise OutputExistsError("holds a collection from a live source, which cannot be resumed (its "
+                                        "frames are gone): use another output folder", self.out)
             last = int(m["frames_done"])
             self.tracker.restore(m["tracker"])
             self.reference_name = m.get("reference_name", self.reference_name)
@@ -120,10 +146,12 @@ class _Run:
         if log.exists():
             kept = []
             for line in log.read_text().splitlines():
-                if line.strip():
+                try:
                     rec = json.loads(line)
-                    if rec["frame"] <= last:
-                        kept.append(rec)
+                except json.JSONDecodeError:  # a line cut short by the kill: after the checkpoint
+                    continue
+                if rec["frame"] <= last:
+                    kept.append(rec)
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
             self.records = kept
         if self.s.mode == "one" and self.collector is None and self.s.reference:
@@ -157,7 +185,9 @@ class _Run:
         self._make_collector(emb[0])
 
     def _feed(self, rec: dict) -> None:
-        if self.s.mode == "one" and self.collector is None:  # no photo: the first face is the person
+        if self.s.mode == "one" and self.collector is None:  # no photo: the first usable face is the person
+            if not (rec["sharp"] and abs(rec["yaw"]) < MAX_YAW):
+                return
             self._make_collector(np.array(rec["embedding"], np.float32))
         if self.collector is not None:
             self.collector.add(np.array(rec["embedding"], np.float32), rec["yaw"], rec["pitch"], rec["sharp"],
@@ -186,10 +216,17 @@ class _Run:
         crops = np.stack([self.pipe.embedder.align(frame, f) for f in faces])
         emb = self.pipe.embedder.embed_crops(crops)
         tracks = self.tracker.update(index, np.stack([f.box for f in faces]), np.array([f.score for f in faces]), emb)
-        for k, (f, crop, e, track) in enumerate(zip(faces, crops, emb, tracks)):
-            key = f"{index:07d}_{k}"
+        kept = 0
+        for f, crop, e, track in zip(faces, crops, emb, tracks):
+            if track < 0:  # a weak detection no track took: not a face to keep
+                continue
+            try:
+                yaw, pitch = head_pose(f.landmarks)
+            except FaceForgeError:  # degenerate landmarks: this face only
+                continue
+            key = f"{index:07d}_{kept}"
+            kept += 1
             cv2.imwrite(str(self.out / "crops" / f"{key}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            yaw, pitch = head_pose(f.landmarks)
             blur = blur_score(crop)
             rec = {"key": key, "frame": index, "time": round(t, 3), "box": [round(float(v), 1) for v in f.box],
                    "landmarks": np.round(f.landmarks, 1).ravel().tolist(), "det_score": round(float(f.score), 4),
@@ -198,7 +235,7 @@ class _Run:
             log.write(json.dumps(rec) + "\n")
             self.records.append(rec)
             self._feed(rec)
-        return len(faces)
+        return kept
 
     # ---- the result ----------------------------------------------------------------------
     def labels(self) -> tuple[np.ndarray, list[str]]:
@@ -225,11 +262,9 @@ class _Run:
         means = np.stack([emb[labels == k].mean(axis=0) for k in range(len(names))])
         with open_gallery(self.s.name_from) as g:
             hits = g.search(means, 1, model=self.pipe.embedder.name)
-        out: list[str] = []
-        for name, h in zip(names, hits):
-            new = safe_name(h[0].identity) if h and h[0].score >= self.threshold else name
-            out.append(new if new not in out else name)
-        return out
+        wanted = [safe_name(h[0].identity) if h and h[0].score >= self.threshold else name
+                  for name, h in zip(names, hits)]
+        return unique_names(wanted)
 
     def finish(self, frame: int) -> dict:
         labels, names = self.labels()
@@ -239,7 +274,9 @@ class _Run:
         if ids.exists():
             shutil.rmtree(ids)
         sheets = self.out / "sheets"
-        sheets.mkdir(exist_ok=True)
+        if sheets.exists():
+            shutil.rmtree(sheets)
+        sheets.mkdir()
         summary = {}
         for k, name in enumerate(names):
             rows = [r for r, lab in zip(self.records, labels) if lab == k]
