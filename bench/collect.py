@@ -72,7 +72,8 @@ def _sheet(rows: list[dict], path: Path, title: str) -> None:
         for name in row["identities"]:
             files = sorted((out / name).glob("*.jpg"))
             step = max(1, len(files) // SHEET_FACES)
-            groups[f"{row['mode']}: {name}"] = [load_image(f) for f in files[::step][:SHEET_FACES]]
+            groups[f"{Path(row['video']).stem[:16]}, {row['mode']}: {name}"] = [
+                load_image(f) for f in files[::step][:SHEET_FACES]]
     if groups:
         plot_contact_sheet(groups, path, title=title)
 

@@ -119,8 +119,16 @@ def evaluate(limit: int | None) -> None:
         raw, per_face = score_predictions(pred, truth)
         offset = fit_offset(predict_samples(fit, predictor, f"{name} (offset fit)"), fit_truth)
         corrected, per_face_c = score_predictions(apply_offset(pred, offset), truth)
+        # diagnostic: do the AFLW labels share the LFW labels' convention? An offset fitted on
+        # the odd AFLW crops, scored on the even ones (against the even ones raw)
+        half = fit_offset(pred[1::2], truth[1::2])
+        even_raw, _ = score_predictions(pred[0::2], truth[0::2])
+        even_aflw, _ = score_predictions(apply_offset(pred[0::2], half), truth[0::2])
         rows.append({"predictor": name, "raw": raw, "offset_corrected": corrected,
-                     "offset_per_point_iod": offset.round(4).tolist(), "ms_per_face_one_at_a_time": round(ms, 2)})
+                     "offset_per_point_iod": offset.round(4).tolist(), "ms_per_face_one_at_a_time": round(ms, 2),
+                     "aflw_half_diagnostic": {"even_crops_raw_nme": even_raw["nme"],
+                                              "even_crops_nme_offset_from_odd_aflw": even_aflw["nme"],
+                                              "offset_per_point_iod": half.round(4).tolist()}})
         curves[name] = ced_curve(per_face)
         curves[f"{name}, offset-corrected"] = ced_curve(per_face_c)
         print(f"{name:28s} NME {100 * raw['nme']:5.2f} % → {100 * corrected['nme']:5.2f} % corrected, failures "
