@@ -190,9 +190,24 @@ def test_the_landmark_stage_maps_its_points_back_into_the_image(exported, face_j
     assert err.max() < 0.1, err  # what a similarity fit of five points leaves
     assert np.array_equal(faces[0].box, plain[0].box) and faces[0].detector == f"yunet+{card.name}"
     pipe = FacePipeline("yunet", "sface", device="cpu", landmarker=exported)  # the real network, wired in
-    assert pipe.detector.name == "yunet+tiny" and pipe.detect(image)[0].detector == "yunet+tiny"
+    assert pipe.detector.name == "yunet+tiny"
     import copy
     assert copy.copy(pipe.detector).name == "yunet+tiny"
+    # a network that finds nothing (all heatmaps zero: confidence 0) leaves the detector's face as it was
+    blind = Landmarker(_Blank(card.input_size), card)
+    (same,) = blind.refine(image, plain)
+    assert same is plain[0]
+
+
+class _Blank(torch.nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    preprocess = staticmethod(lambda crops: torch.zeros(len(crops), 3, 1, 1))
+
+    def forward(self, x):
+        return torch.zeros(len(x), 1, 5, self.size, self.size)
 
 
 def test_landmark_weights_that_do_not_fit_their_card_are_refused(exported, tmp_path):
@@ -224,7 +239,7 @@ def test_cli_predict_draws_points_and_eval_reports_nme(exported, tmp_path):
                "--landmarker", str(exported), "--json")
     assert [bool(r.get("faces")) for r in res[:2]] == [True, True] and "error" in res[2]
     assert all(Path(r["drawn"]).is_file() for r in res[:2])
-    assert res[0]["faces"][0]["detector"] == "yunet+tiny"
+    assert res[0]["faces"][0]["detector"] in ("yunet+tiny", "yunet")  # a one-epoch network may be unsure
     lines = need(DATA / "landmarks5" / "test.txt").read_text().splitlines()
     (tmp_path / "test.txt").write_text("\n".join(f"{DATA}/landmarks5/{line}" for line in lines[:12]) + "\n")
     (tmp_path / "fit.txt").write_text("\n".join(f"{DATA}/landmarks5/{line}" for line in lines[12:24]) + "\n")

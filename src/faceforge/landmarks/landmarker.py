@@ -24,8 +24,12 @@ from faceforge.landmarks.geometry import invert_points
 from faceforge.landmarks.hourglass import create_landmark_network
 from faceforge.landmarks.predict import predict_points
 from faceforge.vision.align import umeyama_similarity
+from faceforge.vision.align import landmarks_plausible
 from faceforge.vision.face import LANDMARK_NAMES, Face
 
+# a heatmap peak below this (targets peak at 1; the shipped network's points on clean faces
+# reach 0.78-1.0) means the network did not find the point
+MIN_CONFIDENCE = 0.3
 SHIPPED = Path(__file__).resolve().parent.parent / "_data" / "landmarks" / "hourglass.safetensors"
 
 
@@ -124,17 +128,22 @@ class Landmarker:
 
     def refine(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
         """The faces with their landmarks replaced by the network's (detector name + '+<name>');
-        box and score stay the detector's."""
+        box and score stay the detector's. Where the network is unsure of a point (peak below
+        MIN_CONFIDENCE: a face unlike its training faces, such as one deep in shadow) or its
+        points fail the plausibility check, the face keeps the detector's points and name."""
         if not faces:
             return []
         mats = [self.crop_matrix(f) for f in faces]
         crops = np.stack([cv2.warpAffine(image, m, (self.size, self.size), flags=cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_CONSTANT) for m in mats])
-        pts, _ = self.predict_crops(crops)
+        pts, conf = self.predict_crops(crops)
         out = []
-        for f, m, p in zip(faces, mats, pts):
-            out.append(replace(f, landmarks=invert_points(p, m), native_landmarks=None,
-                               detector=f"{f.detector}+{self.name}"))
+        for f, m, p, c in zip(faces, mats, pts, conf):
+            points = invert_points(p, m)
+            if c.min() < MIN_CONFIDENCE or not landmarks_plausible(points):
+                out.append(f)
+                continue
+            out.append(replace(f, landmarks=points, native_landmarks=None, detector=f"{f.detector}+{self.name}"))
         return out
 
 
