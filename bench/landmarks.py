@@ -6,8 +6,10 @@ Stages (each skips what is done; `faceforge landmarks train` resumes a killed ru
             training time and images/s; the better on validation is exported as the shipped
             weights (src/faceforge/_data/landmarks/hourglass.safetensors + card)
   eval      NME per point and overall, failure rate (NME > 0.1), AUC@0.1 on the test crops for
-            the hourglass (both losses), YuNet, MTCNN and dlib's 5-point predictor, raw and
-            after a mean per-point offset fitted on the training list; the CED plot; ms/face
+            YuNet + the hourglass (both losses; the pipeline stage), YuNet, MTCNN and dlib's
+            5-point predictor, all on the same padded and enlarged crops, raw and after a mean
+            per-point offset fitted on the training list; the network alone on the whole crop
+            as a diagnostic; the CED plot; ms/face
   lfw       LFW 10-fold accuracy of sface and dlib-r29 aligned with the hourglass's points
             against the detector's own (YuNet)
 Writes bench/results/landmarks.json and landmarks_ced.png.
@@ -107,10 +109,19 @@ def evaluate(limit: int | None) -> None:
     fit = read_landmark_list(marks / "train.txt")[:limit]
     truth = np.stack([s.points for s in test]).astype(np.float64)
     fit_truth = np.stack([s.points for s in fit]).astype(np.float64)
+    from faceforge.landmarks.landmarker import RefinedDetector
     from faceforge.vision.detectors import create_detector
-    predictors = {name: network_predictor(Landmarker.load(RUNS / f"{Path(cfg).stem}.safetensors"))
-                  for name, cfg in CONFIGS.items() if (RUNS / f"{Path(cfg).stem}.safetensors").exists()}
+    # the hourglass as the pipeline uses it: YuNet finds the face on the same padded, enlarged
+    # crop the detectors get, the network refines its points (keeping YuNet's where unsure);
+    # and, as a diagnostic, the network alone on the whole crop, which only works when a crop
+    # is framed like the LFW training crops (AFLW's faces are about 1.8 times larger in theirs)
+    nets = {name: RUNS / f"{Path(cfg).stem}.safetensors" for name, cfg in CONFIGS.items()
+            if (RUNS / f"{Path(cfg).stem}.safetensors").exists()}
+    predictors = {f"yunet + {name}": detector_predictor(RefinedDetector(create_detector("yunet"), Landmarker.load(w)))
+                  for name, w in nets.items()}
     predictors.update({d: detector_predictor(create_detector(d)) for d in DETECTORS})
+    predictors.update({f"{name}, whole crop (diagnostic)": network_predictor(Landmarker.load(w))
+                       for name, w in nets.items()})
     rows, curves = [], {}
     for name, predictor in predictors.items():
         t0 = time.perf_counter()
