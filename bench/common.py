@@ -1,9 +1,13 @@
 """Shared by the benchmarks: timing with peak memory, the sklearn baseline for TPR@FPR,
-row normalisation, the machine record."""
+row normalisation, the machine record, running the faceforge CLI as a user does."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_curve
@@ -37,3 +41,21 @@ def machine() -> dict:
     import os
     import platform
     return {"cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+REPO = Path(__file__).resolve().parent.parent
+FACEFORGE = [sys.executable, "-m", "faceforge.cli.main"]
+
+
+def run_cli(*args: str) -> dict:
+    """`faceforge ARGS --json` from the repository root, its JSON; exit with its output on failure."""
+    res = subprocess.run([*FACEFORGE, *args, "--json"], cwd=REPO, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"faceforge {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout)
+
+
+def train_output(cfg: str) -> Path:
+    """The run folder a training config writes to."""
+    from faceforge.train.config import load_yaml
+    return REPO / load_yaml(REPO / cfg)["train"]["output"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common import run_cli  # bench/common.py
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.lfw import detect_lfw_faces, embed_faces
@@ -59,14 +59,6 @@ STUDENTS = {  # name → (config, what it is)
     "emb_dlib_unlabelled": ("configs/distill_mbf_emb_dlib_unlabelled.yaml",
                             "MBF, embedding distillation from dlib-r29 + unlabelled faces"),
 }
-FACEFORGE = [sys.executable, "-m", "faceforge.cli.main"]
-
-
-def _cli(*args: str) -> dict:
-    res = subprocess.run([*FACEFORGE, *args, "--json"], cwd=REPO, capture_output=True, text=True)
-    if res.returncode:
-        raise SystemExit(f"faceforge {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout)
 
 
 def prepare() -> None:
@@ -89,7 +81,7 @@ def teachers() -> None:
     for model in TEACHERS:
         out = RUNS / f"teacher_{model}.parquet"
         if not out.exists():
-            _cli("embed", str(CACHE / "lfw_train_images"), "-o", str(out), "-m", model, "--select", "central",
+            run_cli("embed", str(CACHE / "lfw_train_images"), "-o", str(out), "-m", model, "--select", "central",
                  "--device", "cpu")
 
 
@@ -163,7 +155,7 @@ def train(students: list[str]) -> None:
         if (RUNS / f"{name}.train.json").exists():
             continue
         t0 = time.perf_counter()
-        res = _cli("train", cfg)
+        res = run_cli("train", cfg)
         atomic_write_json(RUNS / f"{name}.train.json", {**res, "wall_seconds": round(time.perf_counter() - t0, 1)})
         print(f"{name}: {res['steps']} steps, best {res['best']}")
 
@@ -308,7 +300,7 @@ def _crop_accuracy(checkpoint: Path) -> dict:
 def _export(name: str, checkpoint: Path) -> str:
     out = RUNS / f"{name}.safetensors"
     if not out.exists():
-        _cli("export", "safetensors", str(checkpoint), "-o", str(out))
+        run_cli("export", "safetensors", str(checkpoint), "-o", str(out))
     return str(out)
 
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import run_cli, train_output  # bench/common.py
 from faceforge.core.data import lfw_dir, shared_data_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.plots import plot_ced
@@ -50,33 +49,24 @@ RESULT = HERE / "results" / "landmarks.json"
 CONFIGS = {"hourglass (trimmed loss)": "configs/landmarks_hourglass.yaml",
            "hourglass (plain MSE)": "configs/landmarks_hourglass_mse.yaml"}
 DETECTORS = ("yunet", "mtcnn", "dlib")
-FACEFORGE = [sys.executable, "-m", "faceforge.cli.main"]
 
 
 def _load() -> dict:
     return json.loads(RESULT.read_text()) if RESULT.exists() else {}
 
 
-def _cli(*args: str) -> dict:
-    res = subprocess.run([*FACEFORGE, *args, "--json"], cwd=REPO, capture_output=True, text=True)
-    if res.returncode:
-        raise SystemExit(f"faceforge {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout)
 
 
-def _output(cfg: str) -> Path:
-    from faceforge.train.config import load_yaml
-    return REPO / load_yaml(REPO / cfg)["train"]["output"]
 
 
 def train() -> None:
     res = _load()
     runs = res.setdefault("training", {})
     for name, cfg in CONFIGS.items():
-        done = _output(cfg) / "train.json"
+        done = train_output(cfg) / "train.json"
         if not done.exists():
             t0 = time.perf_counter()
-            out = _cli("landmarks", "train", cfg)
+            out = run_cli("landmarks", "train", cfg)
             atomic_write_json(done, {**out, "wall_seconds": round(time.perf_counter() - t0, 1)})
         out = json.loads(done.read_text())
         runs[name] = {"config": cfg, "wall_seconds": out["wall_seconds"], "steps": out["steps"], "best": out["best"],
@@ -99,7 +89,7 @@ def train() -> None:
 def _export(name: str, cfg: str) -> Path:
     path = RUNS / f"{Path(cfg).stem}.safetensors"
     if not path.exists():
-        _cli("export", "safetensors", str(_output(cfg) / "best.pt"), "-o", str(path))
+        run_cli("export", "safetensors", str(train_output(cfg) / "best.pt"), "-o", str(path))
     return path
 
 

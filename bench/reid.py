@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import run_cli, train_output  # bench/common.py
 from faceforge.core.data import shared_data_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.plots import plot_cmc
@@ -43,34 +42,25 @@ ROWS = {
     "osnet_adacos": ("configs/reid_osnet_adacos.yaml", "3./4. OSNet, AdaCos (CE alone)"),
     "osnet_adacos_triplet": ("configs/reid_osnet_adacos_triplet.yaml", "4. OSNet, AdaCos + triplet, P×K"),
 }
-FACEFORGE = [sys.executable, "-m", "faceforge.cli.main"]
 
 
 def _load() -> dict:
     return json.loads(RESULT.read_text()) if RESULT.exists() else {}
 
 
-def _cli(*args: str) -> dict:
-    res = subprocess.run([*FACEFORGE, *args, "--json"], cwd=REPO, capture_output=True, text=True)
-    if res.returncode:
-        raise SystemExit(f"faceforge {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout)
 
 
-def _output(cfg: str) -> Path:
-    from faceforge.train.config import load_yaml
-    return REPO / load_yaml(REPO / cfg)["train"]["output"]
 
 
 def train(rows: list[str]) -> None:
     for row in rows:
         cfg = ROWS[row][0]
-        done = _output(cfg) / "train.json"
+        done = train_output(cfg) / "train.json"
         if done.exists():
             continue
-        resumed = (_output(cfg) / "last.pt").exists()
+        resumed = (train_output(cfg) / "last.pt").exists()
         t0 = time.perf_counter()
-        out = _cli("train", cfg)
+        out = run_cli("train", cfg)
         atomic_write_json(done, {**out, "wall_seconds": round(time.perf_counter() - t0, 1),
                                  "wall_covers": "the resumed part only" if resumed else "the whole run"})
         print(f"{row}: trained in {time.perf_counter() - t0:.0f} s")
@@ -83,14 +73,14 @@ def evaluate(rows: list[str]) -> None:
     curves = {}
     for row in rows:
         cfg, label = ROWS[row]
-        run = _output(cfg)
+        run = train_output(cfg)
         if not (run / "train.json").exists():
             print(f"{row}: not trained, left out")
             continue
         model = run.parent / f"{run.name}.safetensors"
         if not model.exists():
-            _cli("export", "safetensors", str(run / "best.pt"), "-o", str(model))
-        ev = _cli("eval", "reid", str(model), "--test", str(data / "test"), "--train", str(data / "train"),
+            run_cli("export", "safetensors", str(run / "best.pt"), "-o", str(model))
+        ev = run_cli("eval", "reid", str(model), "--test", str(data / "test"), "--train", str(data / "train"),
                   "--rerank", "--device", "cpu", "--out", str(run / "eval"), "--overwrite")
         trained = json.loads((run / "train.json").read_text())
         history = trained["history"]
@@ -110,7 +100,7 @@ def evaluate(rows: list[str]) -> None:
     if curves:
         plot_cmc(curves, HERE / "results" / "reid_cmc.png", "CUHK03 test people (queries camera 0): CMC")
         best = max(table, key=lambda k: table[k]["ranking"]["mAP"])
-        shutil.copy(_output(ROWS[best][0]) / "eval" / "retrieval.png", HERE / "results" / "reid_retrieval.png")
+        shutil.copy(train_output(ROWS[best][0]) / "eval" / "retrieval.png", HERE / "results" / "reid_retrieval.png")
         res["retrieval_sheet_of"] = best
     res.update({"benchmark": "person re-id on CUHK03 (detected crops): 743 training people, 100 test people",
                 "protocol": "queries: camera 0 of the test people; gallery: camera 1; same person in the same "

@@ -2,6 +2,7 @@
 files that are broken in every way users' folders are."""
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -70,3 +71,25 @@ def jpeg_bytes(arr: np.ndarray, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", **kw)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """Debian's Chromium under chromedriver, headless and off the network (skips the test
+    where they are not installed; .ci/run installs them)."""
+    chromium, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    if not (chromium.exists() and driver.exists()):
+        pytest.skip("headless Chromium check needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(chromium)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1200,1600"):
+        opts.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(str(driver)), options=opts)
+    try:
+        yield browser
+    finally:
+        browser.quit()

@@ -9,9 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from ..conftest import DATA, need
+from ..conftest import DATA, headless_chromium, need
 
 VIDEO = DATA / "video"
 
@@ -84,25 +82,11 @@ def test_bad_videos_and_settings_are_clear_errors(tmp_path):
 
 
 def _check_sheet_in_chromium(sheet: Path, n_images: int) -> None:
-    chromium, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    if not (chromium.exists() and driver.exists()):
-        pytest.skip("headless Chromium check needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(chromium)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(str(driver)), options=opts)
-    try:
+    with headless_chromium() as browser:
         browser.get(sheet.resolve().as_uri())
         images = browser.execute_script(
             "return Array.from(document.images).map(i => i.complete && i.naturalWidth === 112)")
         assert len(images) == n_images and all(images)
-    finally:
-        browser.quit()
 
 
 def test_identities_named_from_a_gallery_never_become_paths(tmp_path):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from faceforge.cli.main import app
 from faceforge.curate.metrics import clustering_report
-from tests.conftest import LFW, need
+from tests.conftest import LFW, headless_chromium, need
 
 runner = CliRunner()
 PEOPLE = ["Colin_Powell", "Serena_Williams", "Jiang_Zemin", "Gray_Davis"]
@@ -147,21 +147,9 @@ def test_cluster_methods(data, tmp_path, method):
 def check_report_in_chromium(index: Path, screenshot: Path) -> None:
     """Open the report in headless Chromium: the page loads, every image resolves, and a
     screenshot is written."""
-    chromium, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
     html = index.read_text()
     assert html.count('class="grid noise"') >= 1 and "t-SNE" in html and "quality 0." in html
-    if not (chromium.exists() and driver.exists()):
-        pytest.skip("headless Chromium check needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(chromium)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1200,1600"):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(str(driver)), options=opts)
-    try:
+    with headless_chromium() as browser:
         browser.get(index.resolve().as_uri())
         assert browser.title == "FaceForge curation review"
         images = browser.execute_script(
@@ -172,8 +160,6 @@ def check_report_in_chromium(index: Path, screenshot: Path) -> None:
             "return getComputedStyle(document.querySelector('.grid.noise img')).borderTopColor")
         assert red == "rgb(221, 0, 0)"
         assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
-    finally:
-        browser.quit()
 
 
 def test_models_without_measured_settings_ask_for_them(data, tmp_path):
