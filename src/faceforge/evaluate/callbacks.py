@@ -12,6 +12,17 @@ from faceforge.evaluate.verification import kfold_accuracy
 from faceforge.io.images import load_image
 
 
+@torch.no_grad()
+def embed_images(backbone: torch.nn.Module, preprocess, device, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Raw embeddings of N×H×W×3 images in eval mode, the backbone's mode restored after."""
+    was = backbone.training
+    backbone.eval()
+    out = [backbone(preprocess(images[i:i + batch_size]).to(device)).float().cpu().numpy()
+           for i in range(0, len(images), batch_size)]
+    backbone.train(was)
+    return np.concatenate(out)
+
+
 class VerificationCallback:
     """10-fold accuracy (folds by pair index) of the backbone on aligned image pairs."""
 
@@ -21,16 +32,9 @@ class VerificationCallback:
         self.names = sorted({p for a, b, _ in self.pairs for p in (a, b)})
         self._images = np.stack([load_image(self.root / n) for n in self.names])
 
-    @torch.no_grad()
     def embed(self, backbone: torch.nn.Module, preprocess, device) -> dict[str, np.ndarray]:
-        was = backbone.training
-        backbone.eval()
-        out = []
-        for i in range(0, len(self.names), self.batch_size):
-            e = backbone(preprocess(self._images[i:i + self.batch_size]).to(device)).float()
-            out.append(torch.nn.functional.normalize(e).cpu().numpy())
-        backbone.train(was)
-        return dict(zip(self.names, np.concatenate(out)))
+        emb = embed_images(backbone, preprocess, device, self._images, self.batch_size)
+        return dict(zip(self.names, emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)))
 
     def evaluate(self, backbone, preprocess, device) -> dict[str, float]:
         emb = self.embed(backbone, preprocess, device)
@@ -54,14 +58,8 @@ class ReidValidation:
         self.images, self.prefix, self.batch_size = images, prefix, batch_size
         self.people, self.cameras = np.asarray(people), np.asarray(cameras)
 
-    @torch.no_grad()
     def embed(self, backbone: torch.nn.Module, preprocess, device) -> np.ndarray:
-        was = backbone.training
-        backbone.eval()
-        out = [backbone(preprocess(self.images[i:i + self.batch_size]).to(device)).float().cpu().numpy()
-               for i in range(0, len(self.images), self.batch_size)]
-        backbone.train(was)
-        return np.concatenate(out)
+        return embed_images(backbone, preprocess, device, self.images, self.batch_size)
 
     def evaluate(self, backbone, preprocess, device) -> dict[str, float]:
         from faceforge.evaluate.reid import cosine_distance, cross_camera_pairs, pair_similarities, rank_cross_camera
