@@ -27,9 +27,20 @@ def video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float,
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FaceForgeError("cannot open as a video (unknown or corrupt format)", path)
+    read_any = False
+    for item in _capture_frames(cap, every):
+        read_any = True
+        yield item
+    if not read_any:
+        raise FaceForgeError("no frame could be decoded", path)
+
+
+def _capture_frames(cap: cv2.VideoCapture, every: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Every n-th frame of an opened capture (the others only grabbed, not decoded), until it
+    ends; the capture is released when the loop stops, however it stops."""
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     try:
-        i, read_any = 0, False
+        i = 0
         while True:
             if i % every:
                 if not cap.grab():
@@ -38,11 +49,8 @@ def video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, float,
                 ok, frame = cap.read()
                 if not ok:
                     break
-                read_any = True
                 yield i, (i / fps if fps > 0 else 0.0), cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             i += 1
-        if not read_any:
-            raise FaceForgeError("no frame could be decoded", path)
     finally:
         cap.release()
 
@@ -80,15 +88,4 @@ def open_frames(source: str | Path, every: int = 1) -> Iterator[tuple[int, float
     cap = cv2.VideoCapture(int(str(source)) if kind == "camera" else str(source))
     if not cap.isOpened():
         raise FaceForgeError(f"cannot open {kind} {source}")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    try:
-        i = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i % every == 0:
-                yield i, (i / fps if fps > 0 else 0.0), cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            i += 1
-    finally:
-        cap.release()
+    yield from _capture_frames(cap, every)
