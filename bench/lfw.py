@@ -64,7 +64,7 @@ def main() -> None:
     images, faces, missing = detect_lfw_faces(args.root, names, create_detector("yunet"), sys.stderr.isatty())
     det_s = time.perf_counter() - t0
     vecs = {}
-    for model in ("sface", "dlib-r29"):
+    for model in ("sface", "sface-int8", "dlib-r29"):  # sface-int8: OpenCV's runtime, to check the port
         plain, flipped, secs = embed_both(model, images, faces, names)
         vecs[model] = (plain, flipped)
         for flip, v in ((False, plain), (True, flipped)):

@@ -130,9 +130,10 @@ def test_refuses_a_mismatched_backbone(trained):
         loaded.check("dlib-r29", loaded.manifest["layers"], "kl")
     with pytest.raises(FaceForgeError, match="quality features"):
         loaded.predict(np.zeros((2, 10)))
-    sface = create_embedder("sface")
+    with pytest.raises(FaceForgeError, match="trained on 'dlib-r29' features, not 'sface'"):
+        QualityScorer(create_embedder("sface"), loaded)  # the float port is a network, but another one
     with pytest.raises(FaceForgeError, match="not a PyTorch network"):
-        QualityScorer(sface, loaded)
+        QualityScorer(create_embedder("sface-int8"), loaded)  # OpenCV's runtime
 
 
 def test_broken_estimator_files(trained, tmp_path):

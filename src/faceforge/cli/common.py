@@ -19,7 +19,7 @@ out = Console()
 DetectorOpt = typer.Option("auto", "--detector", "-d", help="auto (yunet; whole-image for a body model) | yunet | "
                                                             "dlib | mtcnn | whole-image (the image is the crop)")
 ModelOpt = typer.Option("sface", "--model", "-m",
-                        help="sface | dlib-r29 | sface+dlib-r29 | onnx:PATH | an exported model (PATH)")
+                        help="sface | sface-int8 | dlib-r29 | sface+dlib-r29 | onnx:PATH | an exported model (PATH)")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 LandmarkerOpt = typer.Option(None, "--landmarker", help="hourglass (shipped) or a landmark weights file: "
                                                           "align with its points instead of the detector's")

@@ -10,7 +10,7 @@ un-margined logits; a network teacher can also return an early feature map.
   photos: a folder prepared in its template with the same relative paths.
 - `PrecomputedTeacher`: embeddings in a Parquet (`faceforge embed`, or any table with `path`
   and `embedding` columns), found by `<folder>/<stem>`, so that a model that cannot run
-  inside the training loop (sface under OpenCV, an ONNX file) can teach; optionally a
+  inside the training loop (sface-int8 under OpenCV, an ONNX file) can teach; optionally a
   checkpoint's head turns them into logits.
 - `EnsembleTeacher`: several teachers' L2-normalised embeddings concatenated and divided by
   √n (a unit vector whose cosines are the mean of the members' cosines).
