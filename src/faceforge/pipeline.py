@@ -6,6 +6,10 @@ stopping.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Protocol, Sequence
@@ -13,7 +17,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Protocol, Sequenc
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError, FileAccessError, NoFaceError
-from faceforge.core.files import path_text
+from faceforge.core.files import atomic_write_json, path_text
+from faceforge.core.prefetch import prefetched
 from faceforge.io.images import load_image
 from faceforge.models.embedders import Embedder, create_embedder
 from faceforge.vision.align import landmarks_plausible
@@ -69,6 +74,9 @@ class FacePipeline:
     # a learned landmark stage between detection and alignment: "hourglass" (the shipped
     # weights), a weights file, or a faceforge.landmarks.Landmarker; None = the detector's points
     landmarker: "Landmarker | str | Path | None" = None
+    # decode and detect the next files in a thread while the current batch is embedded;
+    # None: when this process may run on more than one core (on one, the thread only competes)
+    prefetch: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.embedder, (str, Path)):
@@ -150,7 +158,8 @@ class FacePipeline:
         even when the file name is not UTF-8). A Skip of kind `unreadable` (permission, I/O,
         not a regular file) may succeed later; the other kinds depend on the content.
 
-        Crops of several files are embedded together (batch_size crops at a time).
+        Crops of several files are embedded together (batch_size crops at a time); with
+        `prefetch`, a thread decodes and detects the next files meanwhile.
         """
         pending: list[tuple[str, int, Face, np.ndarray]] = []
 
@@ -167,21 +176,28 @@ class FacePipeline:
                                  quality=None if q is None else int(q))
             pending.clear()
 
-        for file in paths:
+        def read(file: str | Path) -> tuple[str, np.ndarray, list[Face]] | Skip:
+            """Decode, detect, select and check one file (the part that runs ahead in a thread)."""
             path = path_text(file)
             try:
                 image = load_image(file)
                 faces = self.select(self.detect(image), image.shape, select)
             except FaceForgeError as exc:
-                yield Skip(path, exc.reason, "unreadable" if isinstance(exc, FileAccessError) else "error")
-                continue
+                return Skip(path, exc.reason, "unreadable" if isinstance(exc, FileAccessError) else "error")
             if not faces:
-                yield Skip(path, "no face found", "no_face")
-                continue
+                return Skip(path, "no face found", "no_face")
             good = [f for f in faces if landmarks_plausible(f.landmarks)] if self.check_landmarks else faces
             if not good:
-                yield Skip(path, "landmarks failed the plausibility check", "implausible_landmarks")
+                return Skip(path, "landmarks failed the plausibility check", "implausible_landmarks")
+            return path, image, good
+
+        # one reader thread: a detector object is not safe to call from two threads at once
+        ahead = self.prefetch if self.prefetch is not None else len(os.sched_getaffinity(0)) > 1
+        for item in prefetched(read, paths, workers=int(ahead), depth=2 * self.batch_size):
+            if isinstance(item, Skip):
+                yield item
                 continue
+            path, image, good = item
             for k, f in enumerate(good):
                 pending.append((path, k, f, self.embedder.align(image, f)))
             if len(pending) >= self.batch_size:
@@ -190,18 +206,67 @@ class FacePipeline:
 
 
 def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path, select: Select = "all",
-                 checkpoint_every: int = 256, show_progress: bool | None = None, overwrite: bool = False) -> dict:
+                 checkpoint_every: int = 256, show_progress: bool | None = None, overwrite: bool = False,
+                 shard: tuple[int, int] | None = None, wait_poll_s: float = 1.0) -> dict:
     """Embed every face of every image under `folder` into an embeddings Parquet. Resumable:
     files already written (or skipped, unchanged, for a reason that still holds) by an
     interrupted run are not redone. An output holding another model's or detector's rows is
     refused unless `overwrite`. The identity of an image is its first sub-folder under
-    `folder`. With a scorer on the pipeline each row also gets a `quality` (0..100)."""
-    from faceforge.core.progress import progress
-    from faceforge.io.embeddings import EmbeddingWriter
+    `folder`. With a scorer on the pipeline each row also gets a `quality` (0..100).
+
+    Sharded (`shard=(rank, world)`, by default what a launcher such as torchrun set in RANK
+    and WORLD_SIZE): rank r embeds every world-th file of the sorted list, starting at r, into
+    its own resumable output beside `output`, and says so in a marker; rank 0 then waits for
+    every rank's marker of this file list and merges all of them into `output`, in the order
+    one process would have written. Ranks on several machines need `output` on a shared disk."""
+    from faceforge.core.device import launcher_rank
+    from faceforge.io.embeddings import EmbeddingWriter, merge_shards, shard_done_marker, shard_output
     from faceforge.io.images import list_images
 
     folder = Path(folder)
     files = list_images(folder)
+    rank, world = launcher_rank() if shard is None else shard
+    if world == 1:
+        return _embed_files(pipeline, files, folder, output, select, checkpoint_every, show_progress, overwrite)
+
+    output = Path(output)
+    # what a merged output already holds (or skipped for a reason that still holds) is not redone
+    merged = None if overwrite or not output.exists() else \
+        EmbeddingWriter(output, model=pipeline.embedder.name, detector=pipeline.detector.name)
+
+    def shard_files(r: int) -> list[Path]:
+        return [f for f in files[r::world] if merged is None or not merged.is_done(f)]
+
+    def signature(r: int) -> str:
+        return hashlib.sha1("\n".join(path_text(f) for f in files[r::world]).encode("utf-8", "surrogatepass")).hexdigest()
+
+    shard_done_marker(output, rank, world).unlink(missing_ok=True)  # this rank's shard is not done (yet)
+    res = _embed_files(pipeline, shard_files(rank), folder, shard_output(output, rank, world), select,
+                       checkpoint_every, show_progress, overwrite)
+    res.update(rank=rank, world_size=world, files_signature=signature(rank), files=len(files[rank::world]))
+    atomic_write_json(shard_done_marker(output, rank, world), res)
+    if rank != 0:
+        return {**res, "merged_by": "rank 0", "output": str(output)}
+    # a marker of an earlier run over another file list does not count
+    while any(_marker_signature(shard_done_marker(output, r, world)) != signature(r) for r in range(1, world)):
+        time.sleep(wait_poll_s)
+    table = merge_shards(output, world, [path_text(f) for f in files], replace=overwrite)
+    return {**res, "output": str(output), "merged_rows": table.num_rows,
+            "skip_log": str(output.with_name(output.name + ".skips.jsonl"))}
+
+
+def _marker_signature(marker: Path) -> str | None:
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("files_signature")
+    except (OSError, ValueError, AttributeError):
+        return None  # not there yet, or being written
+
+
+def _embed_files(pipeline: FacePipeline, files: list[Path], folder: Path, output: str | Path, select: Select,
+                 checkpoint_every: int, show_progress: bool | None, overwrite: bool) -> dict:
+    from faceforge.core.progress import progress
+    from faceforge.io.embeddings import EmbeddingWriter
+
     writer = EmbeddingWriter(output, chunk_size=checkpoint_every, quality=pipeline.scorer is not None,
                              model=pipeline.embedder.name, detector=pipeline.detector.name, overwrite=overwrite)
     todo = [f for f in files if not writer.is_done(f)]

@@ -34,6 +34,17 @@ SCHEMA = pa.schema([
 QUALITY_FIELD = pa.field("quality", pa.int32())  # 0..100, faceforge.quality
 
 
+def check_owner(table: pa.Table, out: Path, model: str | None, detector: str | None) -> None:
+    """Refuse to add rows of `model` / `detector` to an output that holds another's."""
+    for column, want in (("model", model), ("detector", detector)):
+        if want is None or column not in table.column_names:
+            continue
+        found = sorted({str(v) for v in table.column(column).to_pylist()} - {want})
+        if found:
+            raise OutputExistsError(f"holds {column} {found[0]!r} rows; refusing to add {want!r} rows to it "
+                                    "(use a new -o, or --overwrite to replace it)", out)
+
+
 def _write_table(path: Path, table: pa.Table) -> None:
     with atomic_write(path, "wb") as fh:
         pq.write_table(table, fh)
@@ -135,13 +146,7 @@ class EmbeddingWriter:
         self._skip_fh = None
 
     def _check_ours(self, table: pa.Table, model: str | None, detector: str | None) -> None:
-        for column, want in (("model", model), ("detector", detector)):
-            if want is None or column not in table.column_names:
-                continue
-            found = sorted({str(v) for v in table.column(column).to_pylist()} - {want})
-            if found:
-                raise OutputExistsError(f"holds {column} {found[0]!r} rows; refusing to add {want!r} rows to it "
-                                        "(use a new -o, or --overwrite to replace it)", self.out)
+        check_owner(table, self.out, model, detector)
 
     def is_done(self, path: str | Path) -> bool:
         """Already embedded, or skipped for a reason that still holds."""
@@ -236,3 +241,61 @@ def face_keys(table: pa.Table) -> list[str]:
 def iter_rows(table: pa.Table, columns: Iterable[str]) -> Iterable[tuple]:
     cols = [table.column(c).to_pylist() for c in columns]
     return zip(*cols)
+
+
+def shard_output(out: str | Path, rank: int, world: int) -> Path:
+    """Where rank `rank` of `world` writes its part of `out` (an ordinary resumable output)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.rank{rank}-of-{world}{out.suffix}")
+
+
+def shard_done_marker(out: str | Path, rank: int, world: int) -> Path:
+    """Written by a rank once its shard output is complete: the summary of its run."""
+    shard = shard_output(out, rank, world)
+    return shard.with_name(shard.name + ".done")
+
+
+def merge_shards(out: str | Path, world: int, order: Iterable[str], replace: bool = False) -> pa.Table:
+    """One output from the `world` finished shard outputs of `out` (and from `out` itself
+    unless `replace`): rows in the order of the file list `order` (as one process writes
+    them), a file's rows taken once even when an interrupted merge left them both in `out`
+    and in a shard. The skip logs merge the same way. `out` is written atomically before
+    any shard file is removed, so a kill at any point loses nothing: the rerun merges again."""
+    out = Path(out)
+    rank_of = {p: i for i, p in enumerate(order)}
+    tables, seen = [], set()
+    sources = ([out] if out.exists() and not replace else []) + [shard_output(out, r, world) for r in range(world)]
+    for src in sources:
+        if not src.exists():
+            continue
+        table = read_embeddings(src)
+        paths = table.column("path").to_pylist()
+        keep = [i for i, p in enumerate(paths) if p not in seen]
+        seen.update(paths)
+        tables.append(table.take(keep) if len(keep) < len(paths) else table)
+    if not tables:
+        raise FaceForgeError(f"no shard outputs of {world} ranks to merge", out)
+    schema = tables[0].schema if all(t.schema.equals(tables[0].schema) for t in tables) else SCHEMA
+    merged = pa.concat_tables([t.cast(schema) for t in tables])
+    paths = merged.column("path").to_pylist()
+    faces = merged.column("face_index").to_pylist()
+    merged = merged.take(sorted(range(len(paths)), key=lambda i: (rank_of.get(paths[i], len(rank_of)), paths[i], faces[i])))
+    skips: dict[str, dict] = {}
+    for src in sources:
+        log = src.with_name(src.name + ".skips.jsonl")
+        for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+            try:
+                rec = json.loads(line)
+                skips[rec["path"]] = rec
+            except (ValueError, KeyError, TypeError):
+                continue
+    _write_table(out, merged)
+    skip_log = out.with_name(out.name + ".skips.jsonl")
+    still = [r for p, r in skips.items() if p not in seen]
+    atomic_write_text(skip_log, "".join(json.dumps(r) + "\n" for r in still))
+    for r in range(world):
+        shard = shard_output(out, r, world)
+        for leftover in (shard, shard.with_name(shard.name + ".skips.jsonl")):
+            leftover.unlink(missing_ok=True)
+        shard_done_marker(out, r, world).unlink(missing_ok=True)
+    return merged
