@@ -87,7 +87,8 @@ def identify(sources: list[Path] = typer.Argument(..., help="images, folders of 
              threshold: Optional[float] = typer.Option(None, "--threshold", help="accept when score ≥ this"),
              eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="take the threshold from this "
                                                       "evaluation result (faceforge eval ... metrics.json)"),
-             fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json: the target false-positive rate"),
+             fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json: the target false-positive identification rate (share of people not "
+                                   "enrolled who get a name); a 1:1 evaluation is read at FPR / gallery faces"),
              method: Optional[str] = typer.Option(None, "--method", help="with --eval-json: which result"),
              min_quality: Optional[float] = typer.Option(None, "--min-quality", help="search only records with quality ≥"),
              every: int = typer.Option(10, "--every", min=1, help="videos: every n-th frame"),
@@ -102,7 +103,7 @@ def identify(sources: list[Path] = typer.Argument(..., help="images, folders of 
             if g.model is None:
                 raise FaceForgeError("the gallery is empty: enrol faces first", g.uri)
             pipe = _pipeline(detector, model or g.model, device, batch_size)
-            thr = resolve_threshold(pipe, threshold, eval_json, fpr, method)
+            thr = resolve_threshold(pipe, threshold, eval_json, fpr, method, gallery_size=len(g))
             results = list(identify_sources(g, pipe, sources, every, k=k, threshold=thr, min_quality=min_quality,
                                             with_hits=hits))
         except FaceForgeError as exc:

@@ -47,10 +47,67 @@ def identify(gallery: Gallery, vectors: np.ndarray, k: int = 1, threshold: float
     return [decide(h, k, threshold) for h in gallery.search(vectors, k, min_quality=min_quality, model=model)]
 
 
+def per_comparison_fpr(fpir: float, gallery_size: int) -> float:
+    """The 1:1 false-positive rate p at which a stranger compared with `gallery_size` faces
+    is wrongly named with probability `fpir`: 1 - (1 - p)^N = fpir (about fpir / N).
+    Scores of one stranger against different faces are not independent, so this errs on
+    the safe side: the measured rate is at most about fpir."""
+    if not 0 < fpir < 1 or gallery_size < 1:
+        raise FaceForgeError(f"need 0 < FPIR < 1 and a gallery of at least one face (got {fpir:g}, {gallery_size})")
+    return float(-np.expm1(np.log1p(-fpir) / gallery_size))
+
+
+def _tables_named(obj, key: str) -> list[dict]:
+    if isinstance(obj, dict):
+        found = [obj[key]] if isinstance(obj.get(key), dict) else []
+        return found + [t for k, v in obj.items() if k != key for t in _tables_named(v, key)]
+    if isinstance(obj, list):
+        return [t for v in obj for t in _tables_named(v, key)]
+    return []
+
+
+def gallery_threshold(path: str | Path, fpir: float, gallery_size: int, method: str | None = None
+                      ) -> tuple[float, str]:
+    """(threshold, how it was chosen) for naming people from a gallery of `gallery_size`
+    faces so that a stranger gets a name with probability `fpir` (the false-positive
+    identification rate). From an open-set identification result (`faceforge eval ident`)
+    the threshold at that FPIR is taken as measured. From a 1:1 verification result it is
+    not the threshold at FPR = fpir — a stranger is compared with every face, so that would
+    name about N·fpir of them — but the one at the per-comparison rate fpir / N
+    (per_comparison_fpr): the largest evaluated FPR not above it, or an error saying which
+    FPR the evaluation must reach."""
+    result = read_result(path)
+    ident = _tables_named(result, "tpir_at_fpir")
+    if ident and method is None:
+        if len(ident) > 1:
+            raise FaceForgeError("several identification results in this file", path)
+        row = ident[0].get(f"{fpir:g}")
+        if row is None or row.get("threshold") is None or not np.isfinite(row["threshold"]):
+            raise FaceForgeError(f"FPIR {fpir:g} was not measured (found {sorted(ident[0], key=float)})", path)
+        return float(np.nextafter(np.float64(row["threshold"]), np.inf)), f"identification result at FPIR {fpir:g}"
+    need = per_comparison_fpr(fpir, gallery_size)
+    tables = tpr_tables(result)
+    if not tables:
+        raise FaceForgeError("no 'tpr_at_fpr' or 'tpir_at_fpir' table in this file", path)
+    if method is None and len(tables) > 1:
+        raise FaceForgeError(f"several results in this file, choose one with --method: {sorted(tables)}", path)
+    table = tables[method] if method is not None else next(iter(tables.values()))
+    usable = [float(k) for k, row in table.items()
+              if float(k) <= need * (1 + 1e-9) and row.get("threshold") is not None and np.isfinite(row["threshold"])]
+    if not usable:
+        raise FaceForgeError(
+            f"a gallery of {gallery_size} faces at FPIR {fpir:g} needs a 1:1 threshold at FPR {need:.3g}, and the "
+            f"smallest FPR evaluated with a threshold is {min(map(float, table)):g}: evaluate more negative pairs, or "
+            "give an identification result (faceforge eval ident)", path)
+    return threshold_from_eval(path, max(usable), method), \
+        f"1:1 result at FPR {max(usable):g} (≤ FPIR {fpir:g} / {gallery_size} faces)"
+
+
 def threshold_from_eval(path: str | Path, fpr: float, method: str | None = None) -> float:
     """The decision threshold at `fpr` from a result JSON of `faceforge eval` (or a benchmark).
     Evaluation accepts score > t; the decision accepts score ≥ threshold, so this returns the
-    next float above t and both admit the same pairs."""
+    next float above t and both admit the same pairs. For 1:1 decisions; a gallery's is
+    gallery_threshold."""
     tables = tpr_tables(read_result(path))
     if not tables:
         raise FaceForgeError("no 'tpr_at_fpr' table in this file", path)

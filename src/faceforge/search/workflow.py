@@ -11,18 +11,23 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.io.images import list_images
 from faceforge.io.video import is_video, video_frames
 from faceforge.pipeline import FacePipeline, FaceRecord
-from faceforge.search.decision import Decision, identify, threshold_from_eval
+from faceforge.search.decision import Decision, gallery_threshold, identify, threshold_from_eval
 from faceforge.search.gallery import Gallery
 
 SEARCH_BATCH = 256  # faces per gallery call
 
 
 def resolve_threshold(pipeline: FacePipeline, threshold: float | None = None, eval_json: str | Path | None = None,
-                      fpr: float = 1e-3, method: str | None = None) -> float:
-    """Given, else read from an evaluation JSON at `fpr`, else the model's known threshold."""
+                      fpr: float = 1e-3, method: str | None = None, gallery_size: int | None = None) -> float:
+    """Given, else read from an evaluation JSON, else the model's known threshold. With a
+    `gallery_size` (naming people from a gallery), `fpr` is the false-positive
+    identification rate, and a 1:1 evaluation's threshold is taken at fpr / gallery_size
+    (gallery_threshold); without one, it is the 1:1 rate of a verification."""
     if threshold is not None:
         return float(threshold)
     if eval_json is not None:
+        if gallery_size is not None:
+            return gallery_threshold(eval_json, fpr, max(int(gallery_size), 1), method)[0]
         return threshold_from_eval(eval_json, fpr, method)
     if pipeline.embedder.threshold is None:
         raise FaceForgeError(f"{pipeline.embedder.name} has no known threshold: give one, or an evaluation JSON "
