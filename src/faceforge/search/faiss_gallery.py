@@ -221,6 +221,9 @@ class FaissGallery(Gallery):
     def identity_counts(self) -> dict[str, int]:
         return dict(Counter(self._cols["identity"]))
 
+    def __len__(self) -> int:
+        return len(self._cols["key"])
+
     def iter_batches(self, batch_size: int = 4096) -> Iterator[pa.Table]:
         for a in range(0, len(self._vectors), batch_size):
             cols = {f: v[a:a + batch_size] for f, v in self._cols.items()}

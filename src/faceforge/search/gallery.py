@@ -238,6 +238,10 @@ class Gallery(ABC):
             return []
         return self._search(unit_rows(q, "query vectors", np.float32), k, min_quality)
 
+    def __len__(self) -> int:
+        """Records stored (a 1:N threshold depends on it: gallery_threshold)."""
+        return int(sum(self.identity_counts().values()))
+
     def stats(self) -> dict:
         counts = self.identity_counts()
         return {"uri": self.uri, "backend": type(self).backend, "index": self.index_kind, "model": self.model,
