@@ -1,120 +1,213 @@
-"""Throughput of each detector and embedder on 500 LFW images, and of whole pipelines,
-against the face_recognition-style baseline measured in the same run: one image at a time,
-dlib HOG (upsample 1) → 5-point shape → dlib compute_face_descriptor.
+"""Whole pipelines end to end, as a user runs them, on the same image files.
 
-Writes bench/results/pipeline.json.  python bench/pipeline.py [--n 500] [--device cpu]
+Every row is one whole process timed from launch to exit (imports, model loading, decoding,
+detection, landmarks, alignment, embedding, writing), on the same folder of LFW photos:
+
+  baseline    the face_recognition-style loop: one image at a time, dlib HOG (upsample 1) →
+              5-point shape → compute_face_descriptor (face_recognition's own models)
+  api loop    FaceForge's unbatched loop: `faceforge.represent(path)` per file
+  embed       `faceforge embed FOLDER -o OUT.parquet -m MODEL` (batched, reading ahead)
+
+Each row runs with the machine's cores (2 here) and pinned to one core (taskset); the
+ratio of every row is its wall time against the baseline's, measured in the same run. Also
+recorded: `faceforge --help` and `faceforge verify a b` wall times, per-stage milliseconds of
+the batched pipeline on the first files (extra columns, not a measurement of the pipeline),
+and how far the float SFace port's embeddings are from OpenCV's on every face of the run.
+Writes bench/results/pipeline.json.
+
+    python bench/pipeline.py [--sizes 1000 10000] [--rows baseline embed:sface ...] [--cores 2 1]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
-from faceforge.io import load_image
-from faceforge.core.resources import package_file
-from faceforge.models.embedders import create_embedder
-from faceforge.vision.detectors import create_detector
-from faceforge.vision.detectors.base import central_face
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def lfw_sample(n: int) -> list[Path]:
-    files = sorted((lfw_dir() / "images").glob("*/*.jpg"))
-    if not files:
-        raise SystemExit(f"LFW not found at {lfw_dir()} (set FACEFORGE_LFW)")
-    idx = np.linspace(0, len(files) - 1, n).round().astype(int)
-    return [files[i] for i in idx]
+HERE = Path(__file__).resolve().parent
+RESULT = HERE / "results" / "pipeline.json"
+DATA = HERE / "data" / "pipeline"
+BASELINE = "face_recognition-style loop (dlib HOG + 5 points + ResNet, one image at a time)"
+ROWS = ("baseline", "api:sface", "embed:sface", "embed:sface-int8", "embed:dlib-r29")
 
 
-def timed(fn, *args) -> tuple[float, object]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - t0, out
+def sample_folder(n: int) -> Path:
+    """n LFW photos as identity folders of links: one photo per person while there are
+    people enough (5,749), then further photos of the same people, spread over the set."""
+    out = DATA / f"lfw_{n}"
+    if out.is_dir() and len(list(out.glob("*/*.jpg"))) == n:
+        return out
+    root = lfw_dir() / "images"
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    if not people:
+        raise SystemExit(f"LFW not found at {root} (set FACEFORGE_LFW)")
+    per = [sorted(p.glob("*.jpg")) for p in people]
+    rounds, picked = 0, []
+    while len(picked) < n and rounds < max(map(len, per)):
+        left = [files[rounds] for files in per if len(files) > rounds]
+        take = min(n - len(picked), len(left))
+        picked += [left[i] for i in np.linspace(0, len(left) - 1, take).round().astype(int)]
+        rounds += 1
+    for f in picked:
+        (out / f.parent.name).mkdir(parents=True, exist_ok=True)
+        link = out / f.parent.name / f.name
+        if not link.exists():
+            link.symlink_to(f.resolve())
+    return out
 
 
-def face_recognition_baseline(images: list[np.ndarray]) -> tuple[float, int]:
+def baseline_loop(folder: Path, output: Path) -> None:
+    """What a face_recognition user writes (its API is these three dlib calls)."""
     import dlib
+
+    from faceforge.core.resources import package_file
+    from faceforge.io.images import list_images, load_image
+    models = ("face_recognition_models", "models")
     det = dlib.get_frontal_face_detector()
-    sp = dlib.shape_predictor(package_file("face_recognition_models", "models",
-                                            "shape_predictor_5_face_landmarks.dat"))
-    rec = dlib.face_recognition_model_v1(package_file("face_recognition_models", "models",
-                                                       "dlib_face_recognition_resnet_model_v1.dat"))
-    faces = 0
+    sp = dlib.shape_predictor(package_file(*models, "shape_predictor_5_face_landmarks.dat"))
+    rec = dlib.face_recognition_model_v1(package_file(*models, "dlib_face_recognition_resnet_model_v1.dat"))
+    embs = []
+    for path in list_images(folder):
+        img = load_image(path)
+        embs += [np.asarray(rec.compute_face_descriptor(img, sp(img, r))) for r in det(img, 1)]
+    np.save(output, np.asarray(embs, np.float32))
+
+
+def api_loop(folder: Path, output: Path, model: str) -> None:
+    """The one-line call, once per file, as a user without a folder command writes it."""
+    import faceforge
+    from faceforge.core.errors import NoFaceError
+    from faceforge.io.images import list_images
+    embs = []
+    for path in list_images(folder):
+        try:
+            embs += [r.embedding for r in faceforge.represent(path, model=model, detector="yunet")]
+        except NoFaceError:
+            pass
+    np.save(output, np.asarray(embs, np.float32))
+
+
+def timed_process(cmd: list[str], cores: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(cores)}
+    pin = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores < (os.cpu_count() or 1) else []
     t0 = time.perf_counter()
-    for img in images:
-        for r in det(img, 1):
-            rec.compute_face_descriptor(img, sp(img, r))
-            faces += 1
-    return time.perf_counter() - t0, faces
+    res = subprocess.run(pin + cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
+    wall = time.perf_counter() - t0
+    if res.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    return wall
+
+
+def run_row(row: str, folder: Path, cores: int) -> dict:
+    work = DATA / "out"
+    work.mkdir(parents=True, exist_ok=True)
+    kind, _, model = row.partition(":")
+    stem = f"{folder.name}_{kind}_{model or 'dlib'}_{cores}"
+    if kind == "embed":
+        out = work / f"{stem}.parquet"
+        wall = timed_process([sys.executable, "-m", "faceforge.cli.main", "embed", str(folder), "-o", str(out),
+                              "-m", model, "--detector", "yunet", "--overwrite", "--json"], cores)
+        import pyarrow.parquet as pq
+        faces = pq.read_table(out, columns=["path"]).num_rows
+    else:
+        out = work / f"{stem}.npy"
+        wall = timed_process([sys.executable, __file__, "--loop", kind, str(folder), str(out), model or "-"], cores)
+        faces = len(np.load(out))
+    return {"row": row, "cores": cores, "seconds": round(wall, 2), "faces": int(faces), "output": str(out)}
+
+
+def startup(cores: int) -> dict:
+    """Median wall times of `faceforge --help` and of `faceforge verify a b` (two LFW photos)."""
+    a, b = sorted((lfw_dir() / "images" / "Aaron_Peirsol").glob("*.jpg"))[:2]
+    cli = [sys.executable, "-m", "faceforge.cli.main"]
+    out = {"help_s": float(np.median([timed_process(cli + ["--help"], cores) for _ in range(5)]))}
+    for model in ("sface", "sface-int8", "dlib-r29"):
+        out[f"verify_{model}_s"] = float(np.median([timed_process(cli + ["verify", str(a), str(b), "-m", model],
+                                                                  cores) for _ in range(3)]))
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def stages(folder: Path, n: int = 200) -> dict:
+    """Milliseconds per image of each stage of the batched yunet + sface pipeline, in process."""
+    from faceforge.io.images import list_images, load_image
+    from faceforge.pipeline import FacePipeline
+    pipe = FacePipeline(detector="yunet", embedder="sface", prefetch=False)
+    files = list_images(folder)[:n]
+    t = [time.perf_counter()]
+    images = [load_image(f) for f in files]
+    t.append(time.perf_counter())
+    faces = [pipe.usable_faces(im) for im in images]
+    t.append(time.perf_counter())
+    crops = np.stack([pipe.embedder.align(im, f) for im, fs in zip(images, faces) for f in fs])
+    t.append(time.perf_counter())
+    pipe.embedder.embed_crops(crops)
+    t.append(time.perf_counter())
+    names = ("decode", "detect", "align", "embed")
+    return {"images": len(files), "faces": len(crops),
+            **{f"{k}_ms_per_image": round((t[i + 1] - t[i]) / len(files) * 1000, 2) for i, k in enumerate(names)}}
+
+
+def port_agreement(a: str, b: str) -> dict:
+    """Per-face cosine between two runs' embeddings of the same faces (sface vs sface-int8)."""
+    import pyarrow.parquet as pq
+    ta, tb = (pq.read_table(p, columns=["path", "face_index", "embedding"]).to_pylist() for p in (a, b))
+    eb = {(r["path"], r["face_index"]): np.asarray(r["embedding"]) for r in tb}
+    cos = [float(np.dot(r["embedding"], eb[(r["path"], r["face_index"])])) for r in ta
+           if (r["path"], r["face_index"]) in eb]
+    return {"faces": len(cos), "min_cosine": round(min(cos), 7), "mean_cosine": round(float(np.mean(cos)), 8)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS))
+    ap.add_argument("--cores", type=int, nargs="+", default=[os.cpu_count() or 1, 1])
+    ap.add_argument("--loop", nargs=4, metavar=("KIND", "FOLDER", "OUT", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    images = [load_image(p) for p in lfw_sample(args.n)]
-    n, bs = len(images), args.batch_size
-    out: dict = {"images": n, "batch_size": bs, "device": args.device,
-                 "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                             "torch": torch.__version__,
-                             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-                 "detectors": {}, "embedders": {}, "pipelines": {}}
+    if args.loop:  # a row's own process
+        kind, folder, out, model = args.loop
+        baseline_loop(Path(folder), Path(out)) if kind == "baseline" else api_loop(Path(folder), Path(out), model)
+        return
 
-    base_s, base_faces = face_recognition_baseline(images)
-    out["baseline"] = {"name": "face_recognition-style per-image dlib (HOG + 5-point + ResNet)",
-                       "seconds": round(base_s, 2), "faces": base_faces, "faces_per_s": round(base_faces / base_s, 2)}
-
-    faces = {}
-    for name in ("yunet", "dlib", "mtcnn"):
-        det = create_detector(name, device=args.device)
-        det.detect(images[0])  # warm-up
-        secs, found = timed(lambda: [det.detect(im) for im in images])
-        row = {"seconds": round(secs, 2), "images_per_s": round(n / secs, 2),
-               "faces_found": int(sum(len(f) for f in found))}
-        if name == "mtcnn":  # LFW images share one size, so the pyramid is batched
-            bsecs, _ = timed(lambda: [r for i in range(0, n, bs) for r in det.detect_batch(images[i:i + bs])])
-            row.update(batched_seconds=round(bsecs, 2), batched_images_per_s=round(n / bsecs, 2))
-        out["detectors"][name] = row
-        faces[name] = [central_face(f, im.shape) for f, im in zip(found, images)]
-
-    for name in ("sface", "dlib-r29"):
-        # SFace is OpenCV int8 and CPU-only: "auto" is its CPU; the torch models use --device.
-        emb = create_embedder(name, batch_size=bs, device="auto" if name == "sface" else args.device)
-        crops = np.stack([emb.align(im, f) for im, f in zip(images, faces["yunet"]) if f is not None])
-        emb.embed_crops(crops[:2])  # warm-up
-        secs, _ = timed(emb.embed_crops, crops)
-        out["embedders"][name] = {"seconds": round(secs, 2), "faces_per_s": round(len(crops) / secs, 2)}
-
-    for det_name, emb_name in (("yunet", "sface"), ("yunet", "dlib-r29"), ("mtcnn", "dlib-r29")):
-        d, e = out["detectors"][det_name], out["embedders"][emb_name]
-        det_s = d.get("batched_seconds", d["seconds"])
-        n_faces = sum(f is not None for f in faces[det_name])
-        total = det_s + e["seconds"] * n_faces / max(1, sum(f is not None for f in faces["yunet"]))
-        fps = n_faces / total
-        out["pipelines"][f"{det_name} + {emb_name}"] = {
-            "faces_per_s": round(fps, 2), "ratio_vs_baseline": round(fps / out["baseline"]["faces_per_s"], 2)}
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "pipeline.json", out)
-    print(f"baseline ({out['baseline']['name']}): {out['baseline']['faces_per_s']} faces/s")
-    for k, v in out["detectors"].items():
-        extra = f", batched {v['batched_images_per_s']}" if "batched_images_per_s" in v else ""
-        print(f"detector {k:8s} {v['images_per_s']:8.2f} images/s{extra}")
-    for k, v in out["embedders"].items():
-        print(f"embedder {k:8s} {v['faces_per_s']:8.2f} faces/s")
-    for k, v in out["pipelines"].items():
-        print(f"pipeline {k:18s} {v['faces_per_s']:8.2f} faces/s  = {v['ratio_vs_baseline']}× baseline")
-    print(json.dumps({"written": str(RESULTS / "pipeline.json")}))
+    import torch
+    res = json.loads(RESULT.read_text()) if RESULT.exists() and "runs" in json.loads(RESULT.read_text()) else {}
+    res.update(machine={"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+               baseline=BASELINE)
+    runs = {(r["images"], r["row"], r["cores"]): r for r in res.get("runs", [])}
+    for n in args.sizes:
+        folder = sample_folder(n)
+        for cores in args.cores:
+            for row in args.rows:
+                r = run_row(row, folder, cores)
+                runs[(n, row, cores)] = {"images": n, **r}
+                base = runs.get((n, "baseline", cores))
+                if base:
+                    for (m, _, c), other in runs.items():
+                        if m == n and c == cores:
+                            other["ratio_vs_baseline"] = round(base["seconds"] / other["seconds"], 2)
+                print(f"{n:6d} images  {cores} core(s)  {row:18s} {r['seconds']:8.2f} s  {r['faces']:6d} faces"
+                      + (f"  {runs[(n, row, cores)].get('ratio_vs_baseline', '-')}× baseline" if base else ""),
+                      flush=True)
+        a, b = runs.get((n, "embed:sface", args.cores[0])), runs.get((n, "embed:sface-int8", args.cores[0]))
+        if a and b and "output" in a and "output" in b:
+            res.setdefault("sface_port_vs_opencv", {})[str(n)] = port_agreement(a["output"], b["output"])
+    res["runs"] = [{k: v for k, v in r.items() if k != "output"} for r in runs.values()]
+    res["startup"] = startup(args.cores[0])
+    res["stages_yunet_sface"] = stages(sample_folder(args.sizes[0]))
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULT, res)
+    print(json.dumps({"startup": res["startup"], "stages": res["stages_yunet_sface"],
+                      "port": res.get("sface_port_vs_opencv"), "written": str(RESULT)}, indent=1))
 
 
 if __name__ == "__main__":
