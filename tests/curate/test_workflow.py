@@ -88,6 +88,28 @@ def test_filter_methods_without_quality(data, tmp_path, method):
         assert noise >= {Path(r).name for r in INTRUDERS}, (method, noise)
 
 
+def test_filter_community_rule_three_outcomes(data, tmp_path):
+    """--rule community on the same files: the intruders are still other people; whatever
+    else leaves the main community is either kept as a different look (looks.txt, the report's
+    middle group) or flagged, and the three outputs agree."""
+    out = tmp_path / "community"
+    ref = run("curate", "filter", str(data["emb"]), "-o", str(tmp_path / "ref"), "--json")
+    s = run("curate", "filter", str(data["emb"]), "-o", str(out), "--rule", "community", "--report", "--json")
+    assert s["rule"] == "community" and s["same_threshold"] == 0.905  # dlib-r29's verification threshold
+    noise = {Path(p).name for p in (out / "noise.txt").read_text().split()}
+    looks = (out / "looks.txt").read_text().split()
+    assert noise >= {Path(r).name for r in INTRUDERS} and s["noise"] <= ref["noise"]
+    assert len(looks) == s["different_look"] == ref["noise"] - s["noise"]
+    table = pq.read_table(out / "communities.parquet").to_pydict()
+    outcome = dict(zip(table["path"], table["outcome"]))
+    assert {outcome[p] for p in looks} <= {"different look"}
+    assert all(outcome[p] == "other person" for p in outcome if Path(p).name in noise)
+    scores = [g for g, o in zip(table["group_score"], table["outcome"]) if o == "other person"]
+    assert scores and all(g < 0.905 for g in scores)  # flagged: its group's template did not match
+    html = Path(s["report"]).read_text()
+    assert "Flagged: other person" in html and "template score" in html
+
+
 def test_filter_errors(data, tmp_path):
     assert "not in [0, 1]" in fail("curate", "filter", str(data["scored"]), "-o", str(tmp_path / "a"),
                                    "--quality-column", "quality")

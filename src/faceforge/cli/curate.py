@@ -24,6 +24,14 @@ def curate_filter(embeddings: Path = typer.Argument(..., help="labelled embeddin
                   margin: Optional[float] = typer.Option(None, "--margin", help="edge i–j iff cos ≥ min(q_i, q_j) − "
                                                          "margin (default: the model's, else 0.1 scaled to its cosines)"),
                   eps: float = typer.Option(0.3, "--eps", help="DBSCAN cosine eps"),
+                  rule: str = typer.Option("reference", "--rule", help="reference: only the main community is "
+                                           "kept | community: a group whose template matches the main one is "
+                                           "kept as 'different look' (looks.txt), only the rest is noise"),
+                  same_threshold: Optional[float] = typer.Option(None, "--same-threshold", help="--rule community: "
+                                                                 "template cosine for 'same person' (default: "
+                                                                 "the model's verification threshold)"),
+                  edge: str = typer.Option("min", "--edge", help="min: cos ≥ min(q_i, q_j) − margin (the "
+                                           "reference) | product: cos ≥ q_i·q_j − margin"),
                   links: bool = typer.Option(False, "--links", help="also a symlink tree of the clean set"),
                   report: bool = typer.Option(False, "--report", help="also report/index.html for review"),
                   report_limit: int = typer.Option(100, "--report-limit", min=1, help="identities in the report"),
@@ -34,13 +42,15 @@ def curate_filter(embeddings: Path = typer.Argument(..., help="labelled embeddin
     from faceforge.curate.workflow import filter_parquet
     try:
         res = filter_parquet(embeddings, output, method, quality_column, threshold, margin, eps, links, report,
-                             report_limit, seed)
+                             report_limit, seed, rule, same_threshold, edge)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     if as_json:
         _emit({k: v for k, v in res.items() if k != "per_identity"}, True)
     else:
-        out.print(f"{res['faces']} faces, {res['identities']} identities: kept {res['kept']}, flagged {res['noise']} "
+        looks = f" (of them {res['different_look']} a different look, → {res['looks_list']})" \
+            if res["rule"] == "community" else ""
+        out.print(f"{res['faces']} faces, {res['identities']} identities: kept {res['kept']}{looks}, flagged {res['noise']} "
                   f"in {res['identities_with_noise']} identities → {res['clean_list']}, {res['noise_list']}"
                   + (f"; report {res['report']}" if "report" in res else ""))
 

@@ -15,6 +15,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.extras import require
 from faceforge.core.files import atomic_write_bytes, atomic_write_text
 from faceforge.core.progress import progress
+from faceforge.curate.graph_filter import KEPT, LOOK, OTHER
 from faceforge.io.images import load_image
 from faceforge.vision.align import align_face
 
@@ -74,17 +75,21 @@ def _grid(rows: list[int], names: list[str], notes: list[str], noise: bool) -> s
 
 
 def filter_report(table: pa.Table, embeddings: np.ndarray, groups: dict[str, np.ndarray], community: np.ndarray,
-                  main: np.ndarray, quality: np.ndarray | None, out_dir: str | Path, limit: int = 100,
-                  seed: int = 0, show_progress: bool | None = None) -> Path:
-    """Write out_dir/index.html. `groups`: each identity's rows (graph_filter.identity_rows).
-    Identities with outliers come first (most outliers first), at most `limit` of them; the
-    summary counts cover every identity."""
+                  outcome: np.ndarray, group_score: np.ndarray, quality: np.ndarray | None, out_dir: str | Path,
+                  limit: int = 100, seed: int = 0, show_progress: bool | None = None) -> Path:
+    """Write out_dir/index.html: per identity its three groups — kept (main community), same
+    person with a different look (kept, for review) and other people (flagged) — each face
+    with its community and its group's template score against the main community.
+    `groups`: each identity's rows (graph_filter.identity_rows). Identities with flagged or
+    different-look faces come first (most first), at most `limit`; the summary counts cover
+    every identity."""
     out = Path(out_dir)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     (out / "tsne").mkdir(exist_ok=True)
     names = table.column("path").to_pylist()
     lms = table.column("landmarks").to_pylist() if "landmarks" in table.column_names else [None] * len(names)
-    outliers = {n: int((~main[rows]).sum()) for n, rows in groups.items()}
+    keep = outcome != OTHER
+    outliers = {n: int((outcome[rows] != KEPT).sum()) for n, rows in groups.items()}
     shown = sorted(groups, key=lambda n: (-outliers[n], n))[:limit]
     todo = np.concatenate([groups[n] for n in shown]) if shown else np.zeros(0, np.int64)
     notes = [""] * len(names)
@@ -92,27 +97,42 @@ def filter_report(table: pa.Table, embeddings: np.ndarray, groups: dict[str, np.
         jpg, problem = _thumb({"path": names[i], "landmarks": lms[i]})
         atomic_write_bytes(out / "thumbs" / f"{i}.jpg", jpg)
         q = f" · quality {quality[i]:.3f}" if quality is not None else ""
-        notes[i] = f"{names[i]}{q} · community {community[i]}" + (f" · {problem}" if problem else "")
+        g = f" · template score {group_score[i]:.3f}" if np.isfinite(group_score[i]) else ""
+        notes[i] = f"{names[i]}{q} · community {community[i]}{g}" + (f" · {problem}" if problem else "")
     sections = []
     for k, name in enumerate(shown):
         rows = groups[name]
-        keep, drop = rows[main[rows]], rows[~main[rows]]
-        has_plot = _tsne_png(embeddings[rows], community[rows], main[rows], out / "tsne" / f"{k}.png", seed)
+        parts = [rows[outcome[rows] == o] for o in (KEPT, LOOK, OTHER)]
+        has_plot = _tsne_png(embeddings[rows], community[rows], keep[rows], out / "tsne" / f"{k}.png", seed)
         plot = f'<div class="tsne"><h3>t-SNE</h3><img src="tsne/{k}.png" alt="t-SNE of {html.escape(name)}"></div>'
+        grids = "".join(
+            f'<h3>{title} ({len(part)}){_score_range(group_score[part])}</h3>'
+            f'{_grid(part.tolist(), names, notes, o == OTHER)}'
+            for o, title, part in zip((KEPT, LOOK, OTHER), ("Kept: main community", "Kept: same person, "
+                                                             "different look", "Flagged: other person"), parts)
+            if o == KEPT or len(part))
         sections.append(
-            f'<section id="id-{k}"><h2>{html.escape(name)} — {len(rows)} images, {len(keep)} kept, '
-            f'{len(drop)} outliers</h2><div class="row"><div>'
-            f'<h3>Main community ({len(keep)})</h3>{_grid(keep.tolist(), names, notes, False)}'
-            f'<h3>Outliers ({len(drop)})</h3>{_grid(drop.tolist(), names, notes, True)}'
-            f'</div>{plot if has_plot else ""}</div></section>')
-    n_noise_ids = sum(v > 0 for v in outliers.values())
+            f'<section id="id-{k}"><h2>{html.escape(name)} — {len(rows)} images, {len(parts[0])} in the main '
+            f'community, {len(parts[1])} different look, {len(parts[2])} flagged</h2><div class="row"><div>'
+            f'{grids}</div>{plot if has_plot else ""}</div></section>')
+    n_noise_ids = sum(int((outcome[rows] == OTHER).sum()) > 0 for rows in groups.values())
     summary = (f'<table class="summary"><tr><td>faces</td><td>{len(names)}</td></tr>'
                f'<tr><td>identities</td><td>{len(groups)}</td></tr>'
-               f'<tr><td>kept</td><td>{int(main.sum())}</td></tr>'
-               f'<tr><td>outliers</td><td>{int((~main).sum())}</td></tr>'
-               f'<tr><td>identities with outliers</td><td>{n_noise_ids}</td></tr>'
+               f'<tr><td>kept, main community</td><td>{int((outcome == KEPT).sum())}</td></tr>'
+               f'<tr><td>kept, different look</td><td>{int((outcome == LOOK).sum())}</td></tr>'
+               f'<tr><td>flagged, other person</td><td>{int((outcome == OTHER).sum())}</td></tr>'
+               f'<tr><td>identities with flagged faces</td><td>{n_noise_ids}</td></tr>'
                f'<tr><td>identities shown</td><td>{len(shown)}</td></tr></table>')
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>FaceForge curation review</title>'
             f'<style>{CSS}</style></head><body><h1>Curation review</h1>{summary}{"".join(sections)}</body></html>')
     atomic_write_text(out / "index.html", page)
     return out / "index.html"
+
+
+def _score_range(scores: np.ndarray) -> str:
+    """' · template score a–b' over a group's faces (nothing for the main community)."""
+    s = scores[np.isfinite(scores)]
+    if not len(s):
+        return ""
+    lo, hi = float(s.min()), float(s.max())
+    return f" · template score {lo:.3f}" if np.isclose(lo, hi) else f" · template score {lo:.3f}–{hi:.3f}"

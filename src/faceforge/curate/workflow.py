@@ -19,7 +19,7 @@ from faceforge.core.errors import FaceForgeError
 from faceforge.core.files import atomic_write_json, atomic_write_text, safe_filename, text_path
 from faceforge.curate.cluster import assign_new, cluster_embeddings
 from faceforge.curate.graph_filter import (
-    METHODS as GRAPH_METHODS, REFERENCE_MARGIN, filter_dataset, identity_rows, scaled_margin,
+    LOOK, METHODS as GRAPH_METHODS, OTHER, OUTCOMES, REFERENCE_MARGIN, filter_dataset, identity_rows, scaled_margin,
 )
 from faceforge.curate.metrics import clustering_report
 from faceforge.io.embeddings import _write_table, embedding_matrix, face_keys, read_embeddings
@@ -66,12 +66,15 @@ def _check_output(path: Path, out: Path) -> None:
 def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_propagation",
                    quality_column: str | None = None, threshold: float | None = None, margin: float | None = None,
                    eps: float = 0.3, links: bool = False, report: bool = False, report_limit: int = 100,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, rule: str = "reference", same_threshold: float | None = None,
+                   edge: str = "min") -> dict:
     """Per-identity filtering of a labelled embeddings Parquet. Quality (graph methods) comes
     from `quality_column` (raw [0, 1] values, `quality_raw` of `faceforge quality score`);
     without it a fixed `threshold`. Defaults: the model's measured filtering threshold and margin
     where known (models.embedders), else its verification threshold and the reference's 0.1
-    carried to its cosine scale (graph_filter.scaled_margin)."""
+    carried to its cosine scale (graph_filter.scaled_margin). Rule `community` keeps the groups
+    outside the main community whose template matches it (`same_threshold`, default the model's
+    verification threshold) as "different look", listed in looks.txt; only the rest is noise."""
     path, out = Path(path), Path(out_dir)
     _check_output(path, out)
     table = read_embeddings(path)
@@ -96,29 +99,43 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
             verify = model_setting(table, "verify")
             margin = model_setting(table, "filter_margin") or (
                 scaled_margin(verify) if verify is not None else REFERENCE_MARGIN)
+    if rule == "community" and same_threshold is None:
+        same_threshold = model_setting(table, "verify")
+        if same_threshold is None:
+            raise FaceForgeError(f"no known same-person threshold for model(s) {_models(table)}: give "
+                                 "--same-threshold", path)
     groups = identity_rows(ids)
-    results = filter_dataset(e, ids, quality, margin, None if quality is not None else threshold, method, seed, eps)
+    results = filter_dataset(e, ids, quality, margin, None if quality is not None else threshold, method, seed, eps,
+                             rule, same_threshold, edge)
     community = np.empty(len(ids), np.int64)
-    main = np.zeros(len(ids), bool)
+    outcome = np.empty(len(ids), np.int64)
+    group_score = np.full(len(ids), np.nan)
     for name, r in results.items():
-        community[groups[name]], main[groups[name]] = r.labels, r.keep
+        rows = groups[name]
+        community[rows], outcome[rows], group_score[rows] = r.labels, r.outcome, r.group_score
+    main = outcome != OTHER
     keys = face_keys(table)
     atomic_write_text(out / "clean.txt", "".join(k + "\n" for k, m in zip(keys, main) if m))
     atomic_write_text(out / "noise.txt", "".join(k + "\n" for k, m in zip(keys, main) if not m))
+    atomic_write_text(out / "looks.txt", "".join(k + "\n" for k, o in zip(keys, outcome) if o == LOOK))
     cols = {"path": table.column("path"), "identity": pa.array(ids), "community": pa.array(community),
-            "main": pa.array(main)}
+            "main": pa.array(main), "outcome": pa.array([OUTCOMES[o] for o in outcome]),
+            "group_score": pa.array(group_score)}
     if "face_index" in table.column_names:
         cols["face_index"] = table.column("face_index")
     if quality is not None:
         cols["quality"] = pa.array(quality)
     _write_table(out / "communities.parquet", pa.table(cols))
     per_identity = {name: {"images": len(r.labels), "kept": int(r.keep.sum()),
+                           "different_look": int((r.outcome == LOOK).sum()),
                            "communities": int(r.labels.max() + 1), "isolated": int((r.labels < 0).sum())}
                     for name, r in results.items()}
-    summary = {"input": str(path), "method": method, "margin": margin if method in GRAPH_METHODS else None,
+    summary = {"input": str(path), "method": method, "rule": rule, "edge": edge,
+               "same_threshold": same_threshold, "margin": margin if method in GRAPH_METHODS else None,
                "quality_column": quality_column, "threshold": threshold,
                "eps": eps if method == "dbscan" else None, "faces": len(ids), "identities": len(results),
-               "kept": int(main.sum()), "noise": int((~main).sum()),
+               "kept": int(main.sum()), "noise": int((~main).sum()), "different_look": int((outcome == LOOK).sum()),
+               "looks_list": str(out / "looks.txt"),
                "identities_with_noise": sum(v["kept"] < v["images"] for v in per_identity.values()),
                "clean_list": str(out / "clean.txt"), "noise_list": str(out / "noise.txt"),
                "per_identity": per_identity}
@@ -127,8 +144,8 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
         summary["links"] = str(out / "links")
     if report:
         from faceforge.curate.report import filter_report
-        summary["report"] = str(filter_report(table, e, groups, community, main, quality, out / "report",
-                                              limit=report_limit, seed=seed))
+        summary["report"] = str(filter_report(table, e, groups, community, outcome, group_score, quality,
+                                              out / "report", limit=report_limit, seed=seed))
     atomic_write_json(out / "summary.json", summary)
     return summary
 
