@@ -48,6 +48,13 @@ def test_enrol_identify_manage(people, tmp_path):
     assert by_file["alex_lacamoire1.jpg"] == ["alex_lacamoire"]
     assert set(by_file["kit_with_rose.jpg"]) == {"kit_harington", "rose_leslie"}
     assert res["threshold"] == pytest.approx(0.363)  # sface's, with no other source
+    # from a 1:1 evaluation: 10 faces at FPIR 1e-2 need FPR 1.005e-3 per comparison → the 1e-3 row
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps({"tpr_at_fpr": {"0.01": {"tpr": 0.99, "threshold": 0.30},
+                                             "0.001": {"tpr": 0.97, "threshold": 0.41}}}))
+    res = run("gallery", "identify", str(DATA / "small_ids" / "test" / "obama1.jpg"), "-g", g,
+              "--eval-json", str(ev), "--fpr", "1e-2", "--json")
+    assert res["threshold"] == pytest.approx(0.41)
 
     res = run("gallery", "identify", str(DATA / "small_ids" / "test" / "obama1.jpg"), "-g", g,
               "--threshold", "0.99", "--hits", "--json")
