@@ -8,21 +8,22 @@ from pathlib import Path
 from faceforge.core.errors import FaceForgeError
 
 
-def tpr_tables(obj, prefix: str = "") -> dict[str, dict[str, dict]]:
-    """Every 'tpr_at_fpr' table found in a result ({fpr: {'tpr', 'threshold'}}), named by its
-    'method'/'name' field or by where it sits (e.g. 'modes/N0D0F1')."""
+def tpr_tables(obj, prefix: str = "", key: str = "tpr_at_fpr") -> dict[str, dict[str, dict]]:
+    """Every `key` table found in a result ({rate: {'tpr', 'threshold'}}; `tpir_at_fpir` for
+    open-set identification), named by its 'method'/'name' field or by where it sits (e.g.
+    'modes/N0D0F1')."""
     tables: dict[str, dict[str, dict]] = {}
     if isinstance(obj, dict):
-        table = obj.get("tpr_at_fpr")
+        table = obj.get(key)
         if isinstance(table, dict):
             label = obj.get("method") or obj.get("name") or prefix.strip("/") or "result"
             tables[str(label)] = {k: (v if isinstance(v, dict) else {"tpr": v}) for k, v in table.items()}
         for k, v in obj.items():
-            if k != "tpr_at_fpr":
-                tables.update(tpr_tables(v, f"{prefix}/{k}"))
+            if k != key:
+                tables.update(tpr_tables(v, f"{prefix}/{k}", key))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            tables.update(tpr_tables(v, f"{prefix}/{i}"))
+            tables.update(tpr_tables(v, f"{prefix}/{i}", key))
     return tables
 
 

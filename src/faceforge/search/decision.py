@@ -57,13 +57,27 @@ def per_comparison_fpr(fpir: float, gallery_size: int) -> float:
     return float(-np.expm1(np.log1p(-fpir) / gallery_size))
 
 
-def _tables_named(obj, key: str) -> list[dict]:
-    if isinstance(obj, dict):
-        found = [obj[key]] if isinstance(obj.get(key), dict) else []
-        return found + [t for k, v in obj.items() if k != key for t in _tables_named(v, key)]
-    if isinstance(obj, list):
-        return [t for v in obj for t in _tables_named(v, key)]
-    return []
+def _threshold_at(table: dict, rate: float, what: str, path: str | Path, missing: str = "was not evaluated") -> float:
+    """The decision threshold of a table's row at `rate`. Evaluation accepts score > t; the
+    decision accepts score ≥ threshold, so this is the next float above t: both admit the
+    same pairs."""
+    row = table.get(f"{rate:g}")
+    if row is None:
+        raise FaceForgeError(f"{what} {rate:g} {missing} (found {sorted(table, key=float)})", path)
+    t = row.get("threshold")
+    if t is None or not np.isfinite(t):
+        raise FaceForgeError(f"no threshold at {what} {rate:g}: too few negative pairs were evaluated", path)
+    return float(np.nextafter(np.float64(t), np.inf))
+
+
+def _one_table(tables: dict[str, dict], method: str | None, path: str | Path) -> dict:
+    if method is None:
+        if len(tables) > 1:
+            raise FaceForgeError(f"several results in this file, choose one with --method: {sorted(tables)}", path)
+        return next(iter(tables.values()))
+    if method not in tables:
+        raise FaceForgeError(f"no result named '{method}' (found {sorted(tables)})", path)
+    return tables[method]
 
 
 def gallery_threshold(path: str | Path, fpir: float, gallery_size: int, method: str | None = None
@@ -77,21 +91,17 @@ def gallery_threshold(path: str | Path, fpir: float, gallery_size: int, method: 
     (per_comparison_fpr): the largest evaluated FPR not above it, or an error saying which
     FPR the evaluation must reach."""
     result = read_result(path)
-    ident = _tables_named(result, "tpir_at_fpir")
+    ident = tpr_tables(result, key="tpir_at_fpir")
     if ident and method is None:
         if len(ident) > 1:
             raise FaceForgeError("several identification results in this file", path)
-        row = ident[0].get(f"{fpir:g}")
-        if row is None or row.get("threshold") is None or not np.isfinite(row["threshold"]):
-            raise FaceForgeError(f"FPIR {fpir:g} was not measured (found {sorted(ident[0], key=float)})", path)
-        return float(np.nextafter(np.float64(row["threshold"]), np.inf)), f"identification result at FPIR {fpir:g}"
+        return _threshold_at(next(iter(ident.values())), fpir, "FPIR", path, "was not measured"), \
+            f"identification result at FPIR {fpir:g}"
     need = per_comparison_fpr(fpir, gallery_size)
     tables = tpr_tables(result)
     if not tables:
         raise FaceForgeError("no 'tpr_at_fpr' or 'tpir_at_fpir' table in this file", path)
-    if method is None and len(tables) > 1:
-        raise FaceForgeError(f"several results in this file, choose one with --method: {sorted(tables)}", path)
-    table = tables[method] if method is not None else next(iter(tables.values()))
+    table = _one_table(tables, method, path)
     usable = [float(k) for k, row in table.items()
               if float(k) <= need * (1 + 1e-9) and row.get("threshold") is not None and np.isfinite(row["threshold"])]
     if not usable:
@@ -99,30 +109,15 @@ def gallery_threshold(path: str | Path, fpir: float, gallery_size: int, method: 
             f"a gallery of {gallery_size} faces at FPIR {fpir:g} needs a 1:1 threshold at FPR {need:.3g}, and the "
             f"smallest FPR evaluated with a threshold is {min(map(float, table)):g}: evaluate more negative pairs, or "
             "give an identification result (faceforge eval ident)", path)
-    return threshold_from_eval(path, max(usable), method), \
+    return _threshold_at(table, max(usable), "FPR", path), \
         f"1:1 result at FPR {max(usable):g} (≤ FPIR {fpir:g} / {gallery_size} faces)"
 
 
 def threshold_from_eval(path: str | Path, fpr: float, method: str | None = None) -> float:
-    """The decision threshold at `fpr` from a result JSON of `faceforge eval` (or a benchmark).
-    Evaluation accepts score > t; the decision accepts score ≥ threshold, so this returns the
-    next float above t and both admit the same pairs. For 1:1 decisions; a gallery's is
+    """The decision threshold at `fpr` from a result JSON of `faceforge eval` (or a benchmark),
+    the next float above the evaluated one (_threshold_at). For 1:1 decisions; a gallery's is
     gallery_threshold."""
     tables = tpr_tables(read_result(path))
     if not tables:
         raise FaceForgeError("no 'tpr_at_fpr' table in this file", path)
-    if method is None:
-        if len(tables) > 1:
-            raise FaceForgeError(f"several results in this file, choose one with --method: {sorted(tables)}", path)
-        table = next(iter(tables.values()))
-    elif method in tables:
-        table = tables[method]
-    else:
-        raise FaceForgeError(f"no result named '{method}' (found {sorted(tables)})", path)
-    row = table.get(f"{fpr:g}")
-    if row is None:
-        raise FaceForgeError(f"FPR {fpr:g} was not evaluated (found {sorted(table, key=float)})", path)
-    t = row.get("threshold")
-    if t is None or not np.isfinite(t):
-        raise FaceForgeError(f"no threshold at FPR {fpr:g}: too few negative pairs were evaluated", path)
-    return float(np.nextafter(np.float64(t), np.inf))
+    return _threshold_at(_one_table(tables, method, path), fpr, "FPR", path)
