@@ -231,24 +231,21 @@ def embed_folder(pipeline: FacePipeline, folder: str | Path, output: str | Path,
 
     output = Path(output)
     # what a merged output already holds (or skipped for a reason that still holds) is not redone
-    merged = None if overwrite or not output.exists() else \
+    prior = None if overwrite or not output.exists() else \
         EmbeddingWriter(output, model=pipeline.embedder.name, detector=pipeline.detector.name)
-
-    def shard_files(r: int) -> list[Path]:
-        return [f for f in files[r::world] if merged is None or not merged.is_done(f)]
-
-    def signature(r: int) -> str:
-        return hashlib.sha1("\n".join(path_text(f) for f in files[r::world]).encode("utf-8", "surrogatepass")).hexdigest()
+    signatures = [hashlib.sha1("\n".join(path_text(f) for f in files[r::world]).encode("utf-8", "surrogatepass"))
+                  .hexdigest() for r in range(world)]
 
     shard_done_marker(output, rank, world).unlink(missing_ok=True)  # this rank's shard is not done (yet)
-    res = _embed_files(pipeline, shard_files(rank), folder, shard_output(output, rank, world), select,
-                       checkpoint_every, show_progress, overwrite)
-    res.update(rank=rank, world_size=world, files_signature=signature(rank), files=len(files[rank::world]))
+    todo = [f for f in files[rank::world] if prior is None or not prior.is_done(f)]
+    res = _embed_files(pipeline, todo, folder, shard_output(output, rank, world), select, checkpoint_every,
+                       show_progress, overwrite)
+    res.update(rank=rank, world_size=world, files_signature=signatures[rank], files=len(files[rank::world]))
     atomic_write_json(shard_done_marker(output, rank, world), res)
     if rank != 0:
         return {**res, "merged_by": "rank 0", "output": str(output)}
     # a marker of an earlier run over another file list does not count
-    while any(_marker_signature(shard_done_marker(output, r, world)) != signature(r) for r in range(1, world)):
+    while any(_marker_signature(shard_done_marker(output, r, world)) != signatures[r] for r in range(1, world)):
         time.sleep(wait_poll_s)
     table = merge_shards(output, world, [path_text(f) for f in files], replace=overwrite)
     return {**res, "output": str(output), "merged_rows": table.num_rows,

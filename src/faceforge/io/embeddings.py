@@ -34,6 +34,19 @@ SCHEMA = pa.schema([
 QUALITY_FIELD = pa.field("quality", pa.int32())  # 0..100, faceforge.quality
 
 
+def read_skips(path: Path) -> dict[str, dict]:
+    """The records of a skip log by path, the last record of a path winning; a line cut
+    short by a kill is ignored. Empty when there is no log."""
+    skips: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rec = json.loads(line)
+            skips[rec["path"]] = rec
+        except (ValueError, KeyError, TypeError):
+            continue
+    return skips
+
+
 def check_owner(table: pa.Table, out: Path, model: str | None, detector: str | None) -> None:
     """Refuse to add rows of `model` / `detector` to an output that holds another's."""
     for column, want in (("model", model), ("detector", detector)):
@@ -136,13 +149,7 @@ class EmbeddingWriter:
             self._done.update(paths)
         numbers = [int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")] if self.parts.is_dir() else []
         self._n_parts = max(numbers, default=-1) + 1  # the next part never replaces one
-        if self.skips_path.exists():
-            for line in self.skips_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self._skips[rec["path"]] = rec  # the last record of a path wins
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill
+        self._skips.update(read_skips(self.skips_path))
         self._skip_fh = None
 
     def _check_ours(self, table: pa.Table, model: str | None, detector: str | None) -> None:
@@ -282,13 +289,7 @@ def merge_shards(out: str | Path, world: int, order: Iterable[str], replace: boo
     merged = merged.take(sorted(range(len(paths)), key=lambda i: (rank_of.get(paths[i], len(rank_of)), paths[i], faces[i])))
     skips: dict[str, dict] = {}
     for src in sources:
-        log = src.with_name(src.name + ".skips.jsonl")
-        for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
-            try:
-                rec = json.loads(line)
-                skips[rec["path"]] = rec
-            except (ValueError, KeyError, TypeError):
-                continue
+        skips.update(read_skips(src.with_name(src.name + ".skips.jsonl")))
     _write_table(out, merged)
     skip_log = out.with_name(out.name + ".skips.jsonl")
     still = [r for p, r in skips.items() if p not in seen]
