@@ -164,6 +164,7 @@ class MilvusGallery(Gallery):
         self._unflushed = False
         self._mirror: _Mirror | None = None
         self._engine_calls = 0
+        self._size_checked_at = 0  # no size check before this many engine calls (a copy did not fit)
         self._local = local = uri.endswith(".db") and not uri.startswith(REMOTE_SCHEMES)
         pymilvus = require_milvus(local)
         if local:
@@ -245,10 +246,12 @@ class MilvusGallery(Gallery):
 
     def _search(self, vectors: np.ndarray, k: int, min_quality: float | None) -> list[list[Hit]]:
         if self._local and self.mirror_searches:
-            if self._mirror is None and self._engine_calls >= self.mirror_after_calls \
-                    and self._collection_bytes() <= MIRROR_MAX_BYTES:
-                self._mirror = _Mirror(self._iter("", ["key", "identity", "path", "quality", "vector"], 10000),
-                                       int(self.dim))
+            if self._mirror is None and self._engine_calls >= max(self.mirror_after_calls, self._size_checked_at):
+                if self._collection_bytes() <= MIRROR_MAX_BYTES:
+                    self._mirror = _Mirror(self._iter("", ["key", "identity", "path", "quality", "vector"], 10000),
+                                           int(self.dim))
+                else:  # too large for a copy: counted again only after as many more calls
+                    self._size_checked_at = self._engine_calls + max(self.mirror_after_calls, 1)
             if self._mirror is not None:
                 return self._mirror.search(vectors, k, min_quality)
         if self._unflushed:  # Milvus Lite scans unflushed rows ~20x slower than sealed segments
