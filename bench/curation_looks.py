@@ -31,7 +31,7 @@ import numpy as np
 from faceforge.core.data import lfw_dir, shared_data_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.core.vectors import unit_rows
-from faceforge.curate.graph_filter import filter_dataset, identity_rows, scaled_margin
+from faceforge.curate.graph_filter import filter_dataset, identity_rows, leave_one_out_scores, scaled_margin
 from faceforge.models.cards import SFACE
 from common import machine  # bench/common.py
 
@@ -87,11 +87,8 @@ def planted(data: dict, kind: str, rate: float, seed: int = 0) -> dict:
 def fixed_threshold(emb: np.ndarray, folder: np.ndarray, t: float) -> np.ndarray:
     keep = np.ones(len(emb), bool)
     for rows in identity_rows(folder).values():
-        e = emb[rows]
-        total = e.sum(axis=0)
-        for j, i in enumerate(rows):
-            rest = total - e[j]
-            keep[i] = len(rows) == 1 or float(e[j] @ rest) / max(float(np.linalg.norm(rest)), 1e-12) >= t
+        if len(rows) > 1:
+            keep[rows] = leave_one_out_scores(emb[rows]) >= t
     return keep
 
 

@@ -121,6 +121,15 @@ def _template(e: np.ndarray) -> np.ndarray:
     return t / max(float(np.linalg.norm(t)), 1e-12)
 
 
+def leave_one_out_scores(embeddings: np.ndarray) -> np.ndarray:
+    """Each image's cosine to the template of all the other images (NaN for a lone image)."""
+    e = unit_rows(embeddings)
+    if len(e) < 2:
+        return np.full(len(e), np.nan)
+    rest = e.sum(axis=0) - e
+    return np.einsum("ij,ij->i", e, rest) / np.maximum(np.linalg.norm(rest, axis=1), 1e-12)
+
+
 def decide_groups(embeddings: np.ndarray, labels: np.ndarray, same_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(outcome, group score) per image under rule `community`. Every community but the main
     one (0), and every isolated image, is a group; its template's cosine to the main
@@ -132,9 +141,7 @@ def decide_groups(embeddings: np.ndarray, labels: np.ndarray, same_threshold: fl
     if n == 0:
         return outcome, score
     if not (labels == 0).any():
-        for i in range(n):
-            rest = np.delete(e, i, axis=0)
-            score[i] = float(e[i] @ _template(rest)) if len(rest) else np.nan
+        score = leave_one_out_scores(e)
         outcome[:] = np.where(score >= same_threshold, LOOK, OTHER)
         outcome[np.isnan(score)] = KEPT  # a lone image has nothing to disagree with
         return outcome, score
