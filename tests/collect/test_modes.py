@@ -28,6 +28,35 @@ def test_a_non_core_bridge_face_does_not_join_two_groups():
     assert everyone.all()
 
 
+def test_a_leaf_is_reached_but_never_expands():
+    # a chain 0 – 8 – 16 – 24° (edges under 10°), every face core; face 1 a leaf: the search
+    # from face 0 reaches it and stops there; the start expands even when marked a leaf
+    e = _angles([0, 8, 16, 24])
+    thr = np.cos(np.radians(10))
+    assert graph_reach(e, 0, thr, core_share=0.0).all()
+    assert graph_reach(e, 0, thr, core_share=0.0, leaves=np.array([False, True, False, False])).tolist() == \
+        [True, True, False, False]
+    assert graph_reach(e, 0, thr, core_share=0.0, leaves=np.array([True, False, False, False])).all()
+
+
+def test_soft_faces_join_the_person_only_by_a_direct_match():
+    # reference at 0°; the person's soft tracklet at ~20° (an edge to the reference, 25° apart at
+    # most); a stranger's soft tracklet at ~40° (an edge to the person's faces, none to the reference)
+    thr = np.cos(np.radians(25))
+    mine, theirs = [18, 20, 22, 20], [38, 40, 42, 40]
+
+    def collect(sharp: bool, soft: bool) -> list[int]:
+        c = OneCollector(_angles([0])[0], threshold=thr, every=100, stop=None)
+        for k, deg in enumerate(mine + theirs):
+            c.add(_angles([deg])[0], yaw=0.0, pitch=0.0, sharp=sharp, track=1 if k < 4 else 2, soft=soft)
+        c.update()
+        return c.labels.tolist()
+
+    assert collect(sharp=True, soft=False) == [0] * 8        # sharp: the stranger is bridged in
+    assert collect(sharp=False, soft=True) == [0] * 4 + [-1] * 4  # leaves: the person alone
+    assert collect(sharp=False, soft=False) == [-1] * 8      # under the gate and no soft gate: dropped
+
+
 def test_validity_by_pose_bins_by_hand():
     front, left, right = [0, 5, -10], [20, 30, 35], [-20, -30, -35]
     assert valid_cluster(front + left + right)  # 9 faces, 3 in each bin

@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from ..conftest import DATA, headless_chromium, need
 
 VIDEO = DATA / "video"
@@ -38,6 +41,30 @@ def test_one_person_from_a_reference_photo(tmp_path):
     assert table.column("identity").to_pylist().count(name) == len(crops)
     assert m["status"] == "done" and m["run"]["faces_per_s"] > 0
     _check_sheet_in_chromium(out / "sheets" / f"{name}.html", len(crops))
+
+
+def test_a_small_soft_person_is_collected_only_with_the_soft_gate(tmp_path):
+    # Alex Lacamoire sits at the piano in the clip's first frames, his face ~20 px high: every
+    # crop of him is under the sharpness gate (variance of the Laplacian 5-8, gate 50)
+    clip, ref = need(VIDEO / "short_hamilton_clip.mp4"), need(VIDEO / "alex-lacamoire.png")
+    other = need(VIDEO / "lin-manuel-miranda.png")
+    args = ["one", str(clip), "--reference", str(ref), "--max-frames", "20"]
+    assert _collect(*args, "-o", str(tmp_path / "gated"))["identities"] == {}
+    m = _collect(*args, "--soft-blur", "0", "-o", str(tmp_path / "soft"))
+    assert m["identities"]["alex-lacamoire"]["faces"] >= 5
+    import pyarrow.parquet as pq
+    from faceforge.pipeline import FacePipeline
+    pipe = FacePipeline("yunet", "sface", device="cpu")
+    refs = np.stack([pipe.embed_file(p, select="largest")[1][0] for p in (ref, other)])
+    table = pq.read_table(tmp_path / "soft" / "faces.parquet").to_pandas()
+    mine = table[table.identity == "alex-lacamoire"]
+    sims = np.stack(mine.embedding.to_numpy()) @ refs.T
+    assert (mine.blur < 50).all() and (sims[:, 0] > sims[:, 1]).all()  # soft, and nearer him than the singer
+    from faceforge.collect.workflow import CollectSettings
+    from faceforge.core.errors import FaceForgeError
+    for bad in (dict(mode="many", people=2), dict(mode="one", method="dbscan"), dict(mode="one", min_blur=5.0)):
+        with pytest.raises(FaceForgeError, match="soft-blur"):
+            CollectSettings(**bad, soft_blur=6.0).check()
 
 
 def test_kill_9_then_resume_writes_no_duplicate_face(tmp_path):

@@ -68,6 +68,9 @@ def collect_one(source: str = SourceArg, output: Path = OutputOpt,
                                                          "(default: the first face seen)"),
                 method: str = typer.Option("graph", "--method", help="graph (through core faces) | dbscan (elbow eps)"),
                 every: int = EveryOpt, roi: Optional[str] = RoiOpt, min_blur: float = BlurOpt,
+                soft_blur: Optional[float] = typer.Option(
+                    None, "--soft-blur", help="faces sharper than this but not past --min-blur join only by a "
+                    "direct match, never linking others (small or soft faces of the person; graph method)"),
                 threshold: Optional[float] = ThresholdOpt, max_frames: Optional[int] = MaxFramesOpt,
                 checkpoint_every: int = CheckpointOpt, detector: str = DetectorOpt, model: str = ModelOpt,
                 device: str = DeviceOpt, batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt,
@@ -75,7 +78,8 @@ def collect_one(source: str = SourceArg, output: Path = OutputOpt,
     """One person, from a reference photo: grow their folder through similar faces."""
     _run("one", source, output, detector, model, device, batch_size, as_json, enrol,
          reference=str(reference) if reference else None, method=method, every=every, roi=_roi(roi),
-         min_blur=min_blur, threshold=threshold, max_frames=max_frames, checkpoint_every=checkpoint_every)
+         min_blur=min_blur, soft_blur=soft_blur, threshold=threshold, max_frames=max_frames,
+         checkpoint_every=checkpoint_every)
 
 
 @collect_app.command("many")

@@ -7,7 +7,10 @@ neighbours; the person is what a search from the reference reaches, expanding on
 core faces, so a single look-alike face between two people cannot bridge them. The DBSCAN
 alternative takes its eps from the k-distance elbow of the faces, never a fixed value.
 It stops once the pose bins are full: frontal (|yaw| ≤ 20°) ≥ 30, three-quarter (20–40°)
-≥ 50 and side (40–50°) ≥ 2 by default.
+≥ 50 and side (40–50°) ≥ 2 by default. Faces under the sharpness gate are dropped, unless a
+softer second gate is given: faces between the two are *leaves*, reached by a direct edge but
+never expanding, because soft faces of different people resemble one another (a small, soft
+person in a clip is kept without letting soft strangers bridge into their folder).
 
 `many`: N people at once (version two). Faces outside |yaw| ≤ 35°, |pitch| ≤ 25° or below the
 sharpness gate are not used; once there are 9·N faces, DBSCAN (cosine; eps from the elbow
@@ -50,15 +53,19 @@ class PoseBins:
         return all(c >= need for c, (_, _, need) in zip(self.counts(yaws), self.bins))
 
 
-def graph_reach(embeddings: np.ndarray, start: int, threshold: float, core_share: float = 0.01) -> np.ndarray:
+def graph_reach(embeddings: np.ndarray, start: int, threshold: float, core_share: float = 0.01,
+                leaves: np.ndarray | None = None) -> np.ndarray:
     """Faces reached from face `start` through edges cosine > threshold, expanding only
-    through core faces (degree ≥ max(1, ⌊core_share·n⌋)); the start always expands."""
+    through core faces (degree ≥ max(1, ⌊core_share·n⌋)) that are not `leaves` (a mask);
+    the start always expands."""
     e = unit_rows(embeddings)
     n = len(e)
     adj = (e @ e.T) > threshold
     np.fill_diagonal(adj, False)
     degree = adj.sum(axis=1)
     core = degree >= max(1, int(core_share * n))
+    if leaves is not None:
+        core &= ~np.asarray(leaves, bool)
     reached = np.zeros(n, bool)
     reached[start] = True
     queue = deque([start])
@@ -113,13 +120,16 @@ class FaceLog:
     pitches: list[float] = field(default_factory=list)
     sharp: list[bool] = field(default_factory=list)
     tracks: list[int] = field(default_factory=list)
+    soft: list[bool] = field(default_factory=list)  # under the gate but past the softer one (mode one)
 
-    def add(self, embedding: np.ndarray, yaw: float, pitch: float, sharp: bool, track: int) -> None:
+    def add(self, embedding: np.ndarray, yaw: float, pitch: float, sharp: bool, track: int,
+            soft: bool = False) -> None:
         self.embeddings.append(np.asarray(embedding, np.float32))
         self.yaws.append(float(yaw))
         self.pitches.append(float(pitch))
         self.sharp.append(bool(sharp))
         self.tracks.append(int(track))
+        self.soft.append(bool(soft) and not sharp)
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -139,8 +149,9 @@ class OneCollector:
         self.eps: float | None = None
         self._seen_at_update = 0
 
-    def add(self, embedding, yaw, pitch, sharp, track) -> None:
-        self.log.add(embedding, yaw, pitch, sharp, track)
+    def add(self, embedding, yaw, pitch, sharp, track, soft: bool = False) -> None:
+        """One face; `soft`: under the sharpness gate but past the softer one (a graph leaf)."""
+        self.log.add(embedding, yaw, pitch, sharp, track, soft)
         if len(self.log) - self._seen_at_update >= self.every:
             self.update()
 
@@ -148,12 +159,13 @@ class OneCollector:
         self._seen_at_update = n = len(self.log)
         if n == 0:
             return
-        usable = np.array(self.log.sharp, bool) & (np.abs(np.array(self.log.yaws)) < self.max_yaw)
+        soft = np.array(self.log.soft, bool) & (self.method == "graph")  # DBSCAN has no leaves
+        usable = (np.array(self.log.sharp, bool) | soft) & (np.abs(np.array(self.log.yaws)) < self.max_yaw)
         emb = np.vstack([self.reference[None], np.stack(self.log.embeddings)])
         idx = np.flatnonzero(np.r_[True, usable])  # the reference, then the usable faces
         member = np.zeros(n + 1, bool)
         if self.method == "graph":
-            member[idx] = graph_reach(emb[idx], 0, self.threshold)
+            member[idx] = graph_reach(emb[idx], 0, self.threshold, leaves=np.r_[False, soft][idx])
         elif len(idx) >= 3:
             self.eps = elbow_eps(emb[idx])
             lab = dbscan_labels(emb[idx], self.eps, min_samples=2)

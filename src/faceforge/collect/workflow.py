@@ -55,6 +55,8 @@ class CollectSettings:
     every: int = 1                     # process every n-th frame
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height of the region to look in
     min_blur: float = 50.0             # sharpness gate (variance of the Laplacian)
+    soft_blur: float | None = None     # one (graph): faces past this but under min_blur join only
+                                       # by a direct edge (graph leaves); None: dropped
     method: str = "graph"              # one: graph | dbscan
     eps: float | None = None           # many: DBSCAN eps (default: from the k-distance elbow)
     threshold: float | None = None     # same-person cosine (default: the model card's)
@@ -65,6 +67,10 @@ class CollectSettings:
     def check(self) -> None:
         if self.mode not in MODES:
             raise FaceForgeError(f"unknown mode {self.mode!r}; one of {', '.join(MODES)}")
+        if self.soft_blur is not None and (self.mode != "one" or self.method != "graph"
+                                           or not 0 <= self.soft_blur < self.min_blur):
+            raise FaceForgeError(f"--soft-blur is for mode one with the graph method, between 0 and --min-blur "
+                                 f"({self.min_blur}); got {self.soft_blur}")
         if self.mode == "many" and not self.people:
             raise FaceForgeError("mode many needs --people N")
         if self.roi is not None and (len(self.roi) != 4 or min(self.roi[2:]) <= 0 or min(self.roi[:2]) < 0):
@@ -190,8 +196,9 @@ class _Run:
                 return
             self._make_collector(np.array(rec["embedding"], np.float32))
         if self.collector is not None:
+            soft = self.s.soft_blur is not None and rec["blur"] > self.s.soft_blur
             self.collector.add(np.array(rec["embedding"], np.float32), rec["yaw"], rec["pitch"], rec["sharp"],
-                               rec["track"])
+                               rec["track"], soft)
 
     @property
     def done(self) -> bool:
