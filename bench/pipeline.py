@@ -16,6 +16,7 @@ and how far the float SFace port's embeddings are from OpenCV's on every face of
 Writes bench/results/pipeline.json.
 
     python bench/pipeline.py [--sizes 1000 10000] [--rows baseline embed:sface ...] [--cores 2 1]
+    python bench/pipeline.py --startup-only   # the --help and verify timings again
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,8 +98,8 @@ def api_loop(folder: Path, output: Path, model: str) -> None:
     np.save(output, np.asarray(embs, np.float32))
 
 
-def timed_process(cmd: list[str], cores: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(cores)}
+def timed_process(cmd: list[str], cores: int, **env_extra: str) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(cores), **env_extra}
     pin = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores < (os.cpu_count() or 1) else []
     t0 = time.perf_counter()
     res = subprocess.run(pin + cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
@@ -126,13 +128,20 @@ def run_row(row: str, folder: Path, cores: int) -> dict:
 
 
 def startup(cores: int) -> dict:
-    """Median wall times of `faceforge --help` and of `faceforge verify a b` (two LFW photos)."""
+    """Median wall times of `faceforge --help` and of `faceforge verify a b` (two LFW photos);
+    sface once more with an empty cache each time (the first run builds the network from the
+    ONNX file and caches it; the others read the cache)."""
     a, b = sorted((lfw_dir() / "images" / "Aaron_Peirsol").glob("*.jpg"))[:2]
     cli = [sys.executable, "-m", "faceforge.cli.main"]
     out = {"help_s": float(np.median([timed_process(cli + ["--help"], cores) for _ in range(5)]))}
     for model in ("sface", "sface-int8", "dlib-r29"):
         out[f"verify_{model}_s"] = float(np.median([timed_process(cli + ["verify", str(a), str(b), "-m", model],
                                                                   cores) for _ in range(3)]))
+    cold = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as cache:
+            cold.append(timed_process(cli + ["verify", str(a), str(b), "-m", "sface"], cores, FACEFORGE_CACHE=cache))
+    out["verify_sface_empty_cache_s"] = float(np.median(cold))
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -171,6 +180,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000])
     ap.add_argument("--rows", nargs="+", default=list(ROWS))
     ap.add_argument("--cores", type=int, nargs="+", default=[os.cpu_count() or 1, 1])
+    ap.add_argument("--startup-only", action="store_true", help="measure --help and verify again, nothing else")
     ap.add_argument("--loop", nargs=4, metavar=("KIND", "FOLDER", "OUT", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.loop:  # a row's own process
@@ -183,6 +193,11 @@ def main() -> None:
     res.update(machine={"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
                baseline=BASELINE)
+    if args.startup_only:
+        res["startup"] = startup(args.cores[0])
+        atomic_write_json(RESULT, res)
+        print(json.dumps({"startup": res["startup"], "written": str(RESULT)}, indent=1))
+        return
     runs = {(r["images"], r["row"], r["cores"]): r for r in res.get("runs", [])}
     for n in args.sizes:
         folder = sample_folder(n)

@@ -85,3 +85,36 @@ def test_a_branching_graph_or_unknown_operator_is_refused(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="not a readable ONNX"):
         load_sface_float(tmp_path / "bad.onnx")
+
+
+def test_the_cached_network_is_the_built_one_and_needs_no_onnx(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from faceforge.core.resources import package_file
+    from faceforge.models.embedders import SFACE_ONNX
+    from faceforge.models.sface import sface_network
+    monkeypatch.setenv("FACEFORGE_CACHE", str(tmp_path))
+    onnx_file = package_file(*SFACE_ONNX)
+    built = load_sface_float(onnx_file)
+    first = sface_network(onnx_file)  # builds and writes the cache
+    (cached,) = (tmp_path / "sface").glob("float-*.safetensors")
+    x = torch.rand(3, 3, 112, 112) * 255
+    with torch.inference_mode():
+        want = built(x)
+        assert torch.equal(first(x), want)
+        # another process reads it back without importing onnx, to the same outputs
+        code = ("import sys, torch; from faceforge.models.sface import sface_network; "
+                f"m = sface_network({str(onnx_file)!r}); x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True); "
+                f"torch.save(m(x), {str(tmp_path / 'y.pt')!r}); print('onnx' in sys.modules)")
+        torch.save(x, tmp_path / "x.pt")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "FACEFORGE_CACHE": str(tmp_path)})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "False"
+        assert torch.equal(torch.load(tmp_path / "y.pt", weights_only=True), want)
+        # a damaged cache is rebuilt and written again
+        cached.write_bytes(cached.read_bytes()[:1000])
+        assert torch.equal(sface_network(onnx_file)(x), want)
+        assert cached.stat().st_size > 1000

@@ -1,28 +1,3 @@
-"""The few things every part of FaceForge needs: errors, devices, files, progress."""
-from faceforge.core.errors import (
-    FaceForgeError,
-    FileAccessError,
-    ImageReadError,
-    ImageTooLargeError,
-    ModelLoadError,
-    NoFaceError,
-    OutputExistsError,
-)
-from faceforge.core.device import resolve_device
-from faceforge.core.files import atomic_write, atomic_write_bytes, atomic_write_text
-from faceforge.core.progress import progress
-
-__all__ = [
-    "FaceForgeError",
-    "FileAccessError",
-    "ImageReadError",
-    "ImageTooLargeError",
-    "ModelLoadError",
-    "NoFaceError",
-    "OutputExistsError",
-    "resolve_device",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "progress",
-]
+"""The few things every part of FaceForge needs, one module each: errors, devices, files,
+progress, data locations, prefetching. Nothing is imported here, so that importing one of
+them (every `faceforge` command imports the errors) does not load the others."""

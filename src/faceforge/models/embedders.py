@@ -156,10 +156,10 @@ class SFaceEmbedder(Embedder):
 
     def __init__(self, device: str = "auto", **kw) -> None:
         super().__init__(**kw)
-        from faceforge.models.sface import load_sface_float
+        from faceforge.models.sface import sface_network
         self.device = resolve_device(device)
         self._cpu = self.device.type == "cpu"
-        self.model = load_sface_float(package_file(*SFACE_ONNX)).to(self.device)
+        self.model = sface_network(package_file(*SFACE_ONNX)).to(self.device)
         if self._cpu:
             self.model = self.model.to(memory_format=torch.channels_last)
 

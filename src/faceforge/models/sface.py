@@ -11,16 +11,25 @@ The graph is a plain chain — scale the input, then Conv → BatchNorm → PReL
 layer, BatchNorm — so it is rebuilt by walking the chain: each Conv absorbs the BatchNorm
 after it, each other node becomes the matching layer. A node outside that set, or a graph
 that branches, is refused rather than guessed.
+
+Importing onnx and walking the graph cost about a second, more than a one-off
+`faceforge verify a b` spends on its two faces, so `sface_network` keeps the built network
+in the user's cache as safetensors (the layer list in its metadata), keyed by the ONNX
+file's SHA-256, and later processes rebuild it from there without onnx.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from faceforge.core.data import cache_dir
 from faceforge.core.errors import ModelLoadError
+from faceforge.core.files import atomic_write_bytes
 
 
 def dequantize_blockwise(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int,
@@ -142,3 +151,80 @@ def load_sface_float(path: str | Path) -> nn.Sequential:
     if current != graph.output[0].name:
         raise ModelLoadError(f"the chain ends at {current}, not at the graph output {graph.output[0].name}", path)
     return nn.Sequential(*layers).eval()
+
+
+def sface_network(path: str | Path) -> nn.Sequential:
+    """load_sface_float, through the cache: a cached copy of this very file is read back; a
+    missing, unreadable or mismatched one is rebuilt and written again (a cache that cannot
+    be written is skipped)."""
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read the model: {exc}", path) from exc
+    cached = cache_dir() / "sface" / f"float-{digest[:16]}.safetensors"
+    if cached.is_file():
+        try:
+            return _read_cached(cached, digest)
+        except Exception:  # damaged, or written by another version: made again below
+            pass
+    model = load_sface_float(path)
+    try:
+        _write_cached(model, cached, digest)
+    except OSError:
+        pass
+    return model
+
+
+def _spec(layer: nn.Module) -> dict:
+    if isinstance(layer, _Scale):
+        return {"type": "scale", "shift": layer.shift, "factor": layer.factor}
+    if isinstance(layer, nn.Conv2d):
+        return {"type": "conv", "in": layer.in_channels, "out": layer.out_channels, "kernel": list(layer.kernel_size),
+                "stride": list(layer.stride), "padding": layer.padding[0], "groups": layer.groups,
+                "bias": layer.bias is not None}
+    if isinstance(layer, nn.Linear):
+        return {"type": "linear", "in": layer.in_features, "out": layer.out_features, "bias": layer.bias is not None}
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return {"type": "bn1d" if isinstance(layer, nn.BatchNorm1d) else "bn2d", "n": layer.num_features,
+                "eps": layer.eps}
+    if isinstance(layer, nn.PReLU):
+        return {"type": "prelu", "n": layer.num_parameters}
+    if isinstance(layer, (nn.Identity, nn.Flatten)):
+        return {"type": "identity" if isinstance(layer, nn.Identity) else "flatten"}
+    raise ModelLoadError(f"no cache form for {type(layer).__name__}", "the SFace port")
+
+
+def _layer(spec: dict) -> nn.Module:
+    kind = spec["type"]
+    if kind == "scale":
+        return _Scale(spec["shift"], spec["factor"])
+    if kind == "conv":
+        return nn.Conv2d(spec["in"], spec["out"], tuple(spec["kernel"]), stride=tuple(spec["stride"]),
+                         padding=spec["padding"], groups=spec["groups"], bias=spec["bias"])
+    if kind == "linear":
+        return nn.Linear(spec["in"], spec["out"], bias=spec["bias"])
+    if kind in ("bn1d", "bn2d"):
+        return (nn.BatchNorm1d if kind == "bn1d" else nn.BatchNorm2d)(spec["n"], eps=spec["eps"])
+    if kind == "prelu":
+        return nn.PReLU(spec["n"])
+    return {"identity": nn.Identity, "flatten": lambda: nn.Flatten(1)}[kind]()
+
+
+def _write_cached(model: nn.Sequential, path: Path, digest: str) -> None:
+    from safetensors.torch import save
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    meta = {"source_sha256": digest, "layers": json.dumps([_spec(m) for m in model])}
+    atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def _read_cached(path: Path, digest: str) -> nn.Sequential:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("source_sha256") != digest:
+            raise ValueError("made from another file")
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    model = nn.Sequential(*(_layer(s) for s in json.loads(meta["layers"])))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
