@@ -67,6 +67,15 @@ def test_a_small_soft_person_is_collected_only_with_the_soft_gate(tmp_path):
             CollectSettings(**bad, soft_blur=6.0).check()
 
 
+def test_many_people_at_once_on_real_video(tmp_path):
+    clip = need(VIDEO / "short_hamilton_clip.mp4")
+    m = _collect("many", str(clip), "-o", str(tmp_path / "out"), "--people", "2", "--every", "2")
+    assert m["status"] == "done" and m["run"]["faces"] > 0
+    for name, ident in m["identities"].items():  # each folder holds its faces, numbered by size
+        assert name.startswith("ID_") and len(list((tmp_path / "out" / "identities" / name).glob("*.jpg"))) == \
+            ident["faces"] > 0
+
+
 def test_kill_9_then_resume_writes_no_duplicate_face(tmp_path):
     clip = need(VIDEO / "short_hamilton_clip.mp4")
     args = ["all", str(clip), "--every", "3", "--checkpoint-every", "5", "--roi", "150,0,490,360"]

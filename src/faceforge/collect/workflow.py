@@ -196,9 +196,11 @@ class _Run:
                 return
             self._make_collector(np.array(rec["embedding"], np.float32))
         if self.collector is not None:
-            soft = self.s.soft_blur is not None and rec["blur"] > self.s.soft_blur
-            self.collector.add(np.array(rec["embedding"], np.float32), rec["yaw"], rec["pitch"], rec["sharp"],
-                               rec["track"], soft)
+            face = (np.array(rec["embedding"], np.float32), rec["yaw"], rec["pitch"], rec["sharp"], rec["track"])
+            if self.s.mode == "one":  # only mode one has soft faces (graph leaves)
+                self.collector.add(*face, soft=self.s.soft_blur is not None and rec["blur"] > self.s.soft_blur)
+            else:
+                self.collector.add(*face)
 
     @property
     def done(self) -> bool:
