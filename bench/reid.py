@@ -37,6 +37,7 @@ ROWS = {
     "r50_adacos_fixed": ("configs/reid_r50_adacos_fixed.yaml", "1. ResNet-50, AdaCos fixed scale"),
     "r50_adacos": ("configs/reid_r50_adacos.yaml", "1. ResNet-50, AdaCos dynamic scale"),
     "effb0_adacos": ("configs/reid_effb0_adacos.yaml", "2. EfficientNet-B0, AdaCos"),
+    "effb0_adacos_balanced": ("configs/reid_effb0_adacos_balanced.yaml", "2. EfficientNet-B0, AdaCos, balanced"),
     "effb1_adacos": ("configs/reid_effb1_adacos.yaml", "2. EfficientNet-B1, AdaCos"),
     "effb1_adacos_balanced": ("configs/reid_effb1_adacos_balanced.yaml", "2. EfficientNet-B1, AdaCos, balanced"),
     "osnet_adacos": ("configs/reid_osnet_adacos.yaml", "3./4. OSNet, AdaCos (CE alone)"),
@@ -46,10 +47,6 @@ ROWS = {
 
 def _load() -> dict:
     return json.loads(RESULT.read_text()) if RESULT.exists() else {}
-
-
-
-
 
 
 def train(rows: list[str]) -> None:
