@@ -1,9 +1,10 @@
 """Collecting identities from the videos of ../shared/data/video with `faceforge collect`.
 
   hamilton   short_hamilton_clip.mp4 with its two reference photos: mode `one` for each
-             person (and for Alex Lacamoire with `--soft-blur 0`) and `many --people 2`. Purity of a folder: the share of its crops that the
-             gallery decision (nearest reference photo at the model's threshold, else unknown)
-             gives to the folder's person (for `many`, the person most of its crops go to).
+             person (and for Alex Lacamoire with `--soft-blur 0`) and `many --people 2`.
+             Purity of a folder: the share of its crops that the gallery decision (nearest
+             reference photo at the model's threshold, else unknown) gives to the folder's
+             person (for `many`, the person most of its crops go to).
   oval       pbs_oval_office_4people_sarsalomon_Face.mp4 (four men, cuts and zooms): `many
              --people 4` and `all`; no reference photos, so purity is judged by eye on the
              contact sheet the script writes.

@@ -119,6 +119,14 @@ def iter_regular(path: str | Path, block: int = 1 << 20) -> Iterator[bytes]:
             yield data
 
 
+def content_hash(path: str | Path) -> str:
+    """sha256 of a regular file's bytes (a FIFO or device is refused, never waited on)."""
+    h = hashlib.sha256()
+    for block in iter_regular(path):
+        h.update(block)
+    return h.hexdigest()
+
+
 def path_text(path: str | Path) -> str:
     """A file name as valid Unicode text, for Parquet, JSON, galleries and messages. Bytes
     that are not UTF-8 (an old Latin-1 folder, say) become `\\xNN`; text_path undoes it."""

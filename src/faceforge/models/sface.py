@@ -19,7 +19,6 @@ file's SHA-256, and later processes rebuild it from there without onnx.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch import nn
 
 from faceforge.core.data import cache_dir
 from faceforge.core.errors import ModelLoadError
-from faceforge.core.files import atomic_write_bytes
+from faceforge.core.files import atomic_write_bytes, content_hash
 
 
 def dequantize_blockwise(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int,
@@ -158,10 +157,7 @@ def sface_network(path: str | Path) -> nn.Sequential:
     missing, unreadable or mismatched one is rebuilt and written again (a cache that cannot
     be written is skipped)."""
     path = Path(path)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read the model: {exc}", path) from exc
+    digest = content_hash(path)
     cached = cache_dir() / "sface" / f"float-{digest[:16]}.safetensors"
     if cached.is_file():
         try:

@@ -7,27 +7,18 @@ is enrolled again under a new key. Rows of a Parquet are keyed by path and the e
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from faceforge.core.errors import FaceForgeError
-from faceforge.core.files import iter_regular, path_text
+from faceforge.core.files import content_hash, path_text
 from faceforge.core.progress import progress
 from faceforge.io.embeddings import embedding_matrix, face_keys, read_embeddings
 from faceforge.io.images import list_images
 from faceforge.pipeline import FacePipeline, FaceRecord, Select
 from faceforge.search.gallery import NO_QUALITY, Gallery, Records, content_key, file_key
-
-
-def content_hash(path: str | Path) -> str:
-    """sha256 of a regular file's bytes (a FIFO or device is refused, never waited on)."""
-    h = hashlib.sha256()
-    for block in iter_regular(path):
-        h.update(block)
-    return h.hexdigest()
 
 
 def folder_identity(root: Path) -> Callable[[Path], str]:
