@@ -33,8 +33,8 @@ from common import run_cli  # bench/common.py
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.lfw import detect_lfw_faces, embed_faces
-from faceforge.evaluate.plots import plot_roc
-from faceforge.evaluate.verification import DEFAULT_FPRS, all_pairs_scores, kfold_accuracy, verification_report
+from faceforge.evaluate.plots import plot_roc, thin_roc
+from faceforge.evaluate.verification import DEFAULT_FPRS, RocCurve, all_pairs_scores, kfold_accuracy, verification_report
 from faceforge.models.embedders import create_embedder
 from faceforge.vision.detectors import create_detector
 from faceforge.vision.prepare import prepare_aligned_dataset
@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RUNS = HERE / "results" / "runs_distill"
 SPLIT = HERE / "data" / "lfw_split"
+RESULT = HERE / "results" / "distill.json"
 CACHE = Path.home() / ".cache" / "faceforge"
 TEMPLATES = {"arcface_112": ("arcface", 112), "dlib-chip_150": ("dlib-chip", 150)}
 TEACHERS = ("dlib-r29", "sface")
@@ -253,17 +254,38 @@ def evaluate(students: list[str], limit: int | None = None) -> None:
               f"{100 * gallery['top3_at_precision_0.999']['recall']:.2f}  " +
               " ".join(f"{100 * t[f'{f:g}']['tpr']:6.2f}" for f in DEFAULT_FPRS) + f"  {speed:.0f} faces/s")
         del scores, same_all
-    speeds = json.loads((RUNS / "speed.json").read_text()) if (RUNS / "speed.json").exists() else None
-    plot_roc(curves, HERE / "results" / "distill_roc.png", "LFW identities no split trained on: all pairs")
-    training = {p.name.removesuffix(".train.json"): json.loads(p.read_text()) for p in RUNS.glob("*.train.json")}
-    atomic_write_json(HERE / "results" / "distill.json", {
+    for row, curve in zip(rows, curves.values()):
+        fpr, tpr = thin_roc(curve, 150)
+        row["roc"] = {"fpr": [float(f"{x:.4g}") for x in fpr], "tpr": [round(float(x), 5) for x in tpr]}
+    # A student trained on another machine (its checkpoint is not here) keeps its earlier row,
+    # its curve and its training record: the table grows run by run instead of losing rows.
+    previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    labels = [STUDENTS[s][1] for s in STUDENTS]
+    order = [m for m in models if m not in labels] + labels  # the teachers, then the students
+    rows += [r for r in previous.get("rows", []) if r["model"] not in models]
+    rows.sort(key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+    drawn = {r["model"]: RocCurve(np.array(r["roc"]["fpr"]), np.array(r["roc"]["tpr"]), np.array([]))
+             for r in rows if r["model"] not in curves and "roc" in r}
+    curves = {r["model"]: curves.get(r["model"], drawn.get(r["model"])) for r in rows}
+    plot_roc({k: c for k, c in curves.items() if c is not None}, HERE / "results" / "distill_roc.png",
+             "LFW identities no split trained on: all pairs")
+    speeds = json.loads((RUNS / "speed.json").read_text()) if (RUNS / "speed.json").exists() \
+        else previous.get("training_speed")
+    training = {k: v for k, v in previous.get("training", {}).items()}
+    training.update({p.name.removesuffix(".train.json"): _training_record(json.loads(p.read_text()))
+                     for p in RUNS.glob("*.train.json")})
+    atomic_write_json(RESULT, {
         "benchmark": "distillation on the LFW training identities, evaluated on identities no split trained on",
         "evaluation": {"all_pairs_list": "bench/data/lfw_split/allpairs_test.txt", "images": len(names),
                        "no_face": len(missing), "pairs_10_fold": "bench/data/lfw_split/test_pairs.txt"},
         "rows": rows, "training_speed": speeds,
-        "training": {k: {"wall_seconds": v["wall_seconds"], "steps": v["steps"], "best": v["best"],
-                         "images_per_s": [h.get("images_per_s") for h in v["history"]]} for k, v in training.items()},
+        "training": training,
         "machine": {"torch_threads": torch.get_num_threads(), "device": "cpu"}})
+
+
+def _training_record(run: dict) -> dict:
+    return {"wall_seconds": run["wall_seconds"], "steps": run["steps"], "best": run["best"],
+            "images_per_s": [h.get("images_per_s") for h in run["history"]]}
 
 
 def _gallery(emb: np.ndarray, ids: np.ndarray) -> dict:
@@ -306,7 +328,7 @@ def _export(name: str, checkpoint: Path) -> str:
 
 def table() -> None:
     """The results as Markdown (for the README and docs/benchmarks.md)."""
-    res = json.loads((HERE / "results" / "distill.json").read_text())
+    res = json.loads(RESULT.read_text())
     fprs = ("1e-05", "0.0001", "0.001", "0.01", "0.1")
     print("| model | test pairs (10-fold) | on the training crops | " + " | ".join(f"TPR@{f}" for f in fprs)
           + " | top-1 / top-3 recall at precision 99.9 % | faces/s |")
