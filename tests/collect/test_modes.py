@@ -7,6 +7,7 @@ from faceforge.collect.modes import (
     PoseBins,
     cluster_everyone,
     graph_reach,
+    merge_clusters,
     valid_cluster,
     vote_by_tracklet,
 )
@@ -101,6 +102,36 @@ def test_many_collector_finds_valid_clusters():
     assert c.done and len(c.valid) == 2
     first = c.labels[0::2]
     assert len(set(first.tolist())) == 1 and set(c.labels[1::2].tolist()) == {1 - first[0]}
+
+
+def test_merge_clusters_by_hand():
+    # templates at 0°, 35° and 80°: the closest pair, 0° and 35° (cos 0.82 ≥ 0.7), joins first;
+    # 35°–80° alone would pass too (cos 45° = 0.71), but the joint template (17.5°) meets 80° at
+    # cos 62.5° = 0.46, so the chain stops; −1 stays −1
+    e = _angles([0, 0, 35, 35, 80, 80, 80, 170])
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, -1])
+    assert merge_clusters(e, labels, 0.7).tolist() == [0, 0, 0, 0, 1, 1, 1, -1]
+    assert merge_clusters(e, labels, 0.85).tolist() == [1, 1, 2, 2, 0, 0, 0, -1]  # nothing joins; by size
+
+
+def test_one_person_split_by_a_cut_is_merged_into_one_valid_cluster():
+    # one person in two shots: shot A turned left, shot B turned right; DBSCAN at eps 0.2 sees
+    # two groups (cosine 0.6 apart), neither with every pose bin, and their templates match
+    rng = np.random.default_rng(3)
+    person, offset = rng.normal(size=32), rng.normal(size=32)
+    offset -= offset @ person / (person @ person) * person
+    offset *= 0.63 * np.linalg.norm(person) / np.linalg.norm(offset)  # cos(A, B) ≈ (1 − 0.4)/(1 + 0.4)
+    shots = {"A": (person + offset, [0, 5, 20, 25, 30]), "B": (person - offset, [0, -5, -20, -25, -30])}
+    collectors = [ManyCollector(people=1, eps=0.2), ManyCollector(people=1, eps=0.2, merge_threshold=0.363)]
+    for c in collectors:
+        r = np.random.default_rng(4)
+        for shot, (centre, yaws) in shots.items():
+            for i in range(15):
+                c.add(centre + 0.05 * r.normal(size=32), yaw=yaws[i % 5], pitch=0.0, sharp=True, track=-1)
+        c.update()
+    reference, merged = collectors
+    assert not reference.done and sorted(set(reference.labels.tolist())) == [0, 1]
+    assert merged.done and merged.labels.tolist() == [0] * 30
 
 
 def test_everyone_clusters_tracklets():

@@ -99,6 +99,22 @@ def test_kill_9_then_resume_writes_no_duplicate_face(tmp_path):
     assert again["tracker"] == ref["tracker"]
 
 
+def test_a_folder_written_before_a_setting_existed_resumes(tmp_path):
+    clip = need(VIDEO / "short_hamilton_clip.mp4")
+    out = tmp_path / "out"
+    args = ["many", str(clip), "-o", str(out), "--people", "2", "--every", "4", "--checkpoint-every", "3"]
+    _collect(*args, "--max-frames", "6")
+    man = json.loads((out / "manifest.json").read_text())
+    for key in ("merge", "soft_blur"):  # settings added later: absent from an older manifest
+        del man["identity"]["settings"][key]
+    (out / "manifest.json").write_text(json.dumps(man))
+    assert _collect(*args, "--max-frames", "12")["frames_done"] > man["frames_done"]
+    man["identity"]["settings"]["min_blur"] = 10.0  # a setting that differs still refuses
+    (out / "manifest.json").write_text(json.dumps(man))
+    res = subprocess.run(_cmd(*args), capture_output=True, text=True)
+    assert res.returncode != 0 and "other settings" in res.stdout + res.stderr
+
+
 def test_bad_videos_and_settings_are_clear_errors(tmp_path):
     clip = need(VIDEO / "short_hamilton_clip.mp4")
     junk = tmp_path / "junk.mp4"

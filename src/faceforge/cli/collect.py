@@ -86,6 +86,9 @@ def collect_one(source: str = SourceArg, output: Path = OutputOpt,
 def collect_many(source: str = SourceArg, output: Path = OutputOpt,
                  people: int = typer.Option(..., "--people", min=1, help="how many people to collect"),
                  eps: Optional[float] = typer.Option(None, "--eps", help="DBSCAN cosine eps (default: k-distance elbow)"),
+                 merge: bool = typer.Option(True, "--merge/--no-merge",
+                                            help="join clusters whose templates pass the same-person threshold "
+                                                 "(one person split by a cut); --no-merge: the reference"),
                  every: int = EveryOpt, roi: Optional[str] = RoiOpt, min_blur: float = BlurOpt,
                  threshold: Optional[float] = ThresholdOpt, max_frames: Optional[int] = MaxFramesOpt,
                  checkpoint_every: int = CheckpointOpt, name_from: Optional[str] = NameFromOpt,
@@ -93,7 +96,7 @@ def collect_many(source: str = SourceArg, output: Path = OutputOpt,
                  batch_size: int = BatchOpt, enrol: Optional[str] = EnrolOpt, as_json: bool = JsonOpt) -> None:
     """N people at once: done when N clusters have enough frontal, left and right faces."""
     _run("many", source, output, detector, model, device, batch_size, as_json, enrol, people=people, eps=eps,
-         every=every, roi=_roi(roi), min_blur=min_blur, threshold=threshold, max_frames=max_frames,
+         merge=merge, every=every, roi=_roi(roi), min_blur=min_blur, threshold=threshold, max_frames=max_frames,
          checkpoint_every=checkpoint_every, name_from=name_from)
 
 

@@ -16,7 +16,11 @@ person in a clip is kept without letting soft strangers bridge into their folder
 sharpness gate are not used; once there are 9·N faces, DBSCAN (cosine; eps from the elbow
 unless given; min_samples 5) runs every 20 new faces. A cluster is *valid* with ≥ 9 faces
 and ≥ 3 in each of front (|yaw| ≤ 15°), left (15° < yaw ≤ 35°) and right (−35° ≤ yaw < −15°).
-It stops when N clusters are valid.
+It stops when N clusters are valid. Beyond the reference, clusters whose templates (the
+normalised mean of their faces) reach the model's same-person threshold are merged before
+validity is judged: DBSCAN at the elbow eps splits one person seen in two shots (other light,
+other pose) into two dense groups, and the reference's rule then counts that person twice while
+neither half has every pose bin.
 
 `all`: everyone in a recording, N unknown: each tracklet's mean embedding is a node, a kNN
 graph at the model's threshold is cut into communities by Leiden (faceforge.curate).
@@ -111,6 +115,27 @@ def gated_vote(labels: np.ndarray, tracks: np.ndarray, usable: np.ndarray) -> np
     return out
 
 
+def merge_clusters(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Clusters (labels ≥ 0; −1 stays) joined while two templates reach `threshold` cosine,
+    the most similar pair first and templates recomputed after each join (a chain of weak
+    matches cannot pull in a third person whose template misses the merged one); renumbered
+    by size."""
+    e = unit_rows(embeddings)
+    out = np.asarray(labels, np.int64).copy()
+    while True:
+        ids = np.unique(out[out >= 0])
+        if len(ids) < 2:
+            break
+        t = unit_rows(np.stack([e[out == c].mean(axis=0) for c in ids]))
+        sims = t @ t.T
+        np.fill_diagonal(sims, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        if sims[i, j] < threshold:
+            break
+        out[out == ids[j]] = ids[i]
+    return renumber_by_size(out)
+
+
 @dataclass
 class FaceLog:
     """The faces seen so far, in arrival order."""
@@ -183,10 +208,13 @@ class ManyCollector:
     """Mode `many`: labels 0..k−1 for clusters (valid ones first), −1 for the rest."""
 
     def __init__(self, people: int, every: int = 20, eps: float | None = None, min_samples: int = 5,
-                 max_yaw: float = 35.0, max_pitch: float = 25.0) -> None:
+                 max_yaw: float = 35.0, max_pitch: float = 25.0, merge_threshold: float | None = None) -> None:
+        """`merge_threshold`: the same-person cosine at which clusters' templates are merged
+        (None: never, the reference)."""
         if people < 1:
             raise FaceForgeError(f"--people must be ≥ 1, got {people}")
         self.people, self.every, self.fixed_eps, self.min_samples = people, every, eps, min_samples
+        self.merge_threshold = merge_threshold
         self.max_yaw, self.max_pitch = max_yaw, max_pitch
         self.log = FaceLog()
         self.labels = np.zeros(0, np.int64)
@@ -215,6 +243,8 @@ class ManyCollector:
         usable = np.zeros(len(self.log), bool)
         usable[idx] = True
         labels = gated_vote(labels, np.array(self.log.tracks), usable)
+        if self.merge_threshold is not None:
+            labels = merge_clusters(np.stack(self.log.embeddings), labels, self.merge_threshold)
         yaws = np.array(self.log.yaws)
         clusters = [c for c in np.unique(labels) if c >= 0]
         valid = [c for c in clusters if valid_cluster(yaws[labels == c])]

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -59,6 +59,7 @@ class CollectSettings:
                                        # by a direct edge (graph leaves); None: dropped
     method: str = "graph"              # one: graph | dbscan
     eps: float | None = None           # many: DBSCAN eps (default: from the k-distance elbow)
+    merge: bool = True                 # many: merge clusters whose templates pass the threshold
     threshold: float | None = None     # same-person cosine (default: the model card's)
     max_frames: int | None = None      # stop after this many processed frames
     checkpoint_every: int = 50         # processed frames between checkpoints
@@ -75,6 +76,9 @@ class CollectSettings:
             raise FaceForgeError("mode many needs --people N")
         if self.roi is not None and (len(self.roi) != 4 or min(self.roi[2:]) <= 0 or min(self.roi[:2]) < 0):
             raise FaceForgeError(f"--roi is x,y,width,height with a positive size, got {self.roi}")
+
+
+SETTING_DEFAULTS = {f.name: f.default for f in fields(CollectSettings) if f.default is not MISSING}
 
 
 def safe_name(name: str, fallback: str = "person") -> str:
@@ -135,7 +139,11 @@ class _Run:
         last = -1
         if self.manifest_path.exists():
             m = json.loads(self.manifest_path.read_text())
-            if m["identity"] != json.loads(json.dumps(self._identity())):  # tuples come back as lists
+            current = json.loads(json.dumps(self._identity()))  # tuples come back as lists
+            # a setting added after the folder was written was, for that folder, its default
+            m["identity"]["settings"] = {**{k: v for k, v in SETTING_DEFAULTS.items() if k in current["settings"]},
+                                         **m["identity"]["settings"]}
+            if m["identity"] != current:
                 raise OutputExistsError("holds a collection with other settings (source, mode, model): "
                                         "use another output folder", self.out)
             if frame_sources_kind(self.source) in ("camera", "stream"):
@@ -163,7 +171,8 @@ class _Run:
         if self.s.mode == "one" and self.collector is None and self.s.reference:
             self._reference_from_photo(Path(self.s.reference))
         if self.s.mode == "many":
-            self.collector = ManyCollector(int(self.s.people), eps=self.s.eps)
+            self.collector = ManyCollector(int(self.s.people), eps=self.s.eps,
+                                           merge_threshold=self.threshold if self.s.merge else None)
         for rec in self.records:
             self._feed(rec)
         return last
