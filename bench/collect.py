@@ -1,13 +1,14 @@
 """Collecting identities from the videos of ../shared/data/video with `faceforge collect`.
 
   hamilton   short_hamilton_clip.mp4 with its two reference photos: mode `one` for each
-             person (and for Alex Lacamoire with `--soft-blur 0`) and `many --people 2`.
+             person (and for Alex Lacamoire with `--soft-blur 0`) and `many --people 2`, with the
+             clusters of one person merged (the default) and without (`--no-merge`, the reference).
              Purity of a folder: the share of its crops that the gallery decision (nearest
              reference photo at the model's threshold, else unknown) gives to the folder's
              person (for `many`, the person most of its crops go to).
   oval       pbs_oval_office_4people_sarsalomon_Face.mp4 (four men, cuts and zooms): `many
-             --people 4` and `all`; no reference photos, so purity is judged by eye on the
-             contact sheet the script writes.
+             --people 4` (merged and `--no-merge`) and `all`; no reference photos, so purity is
+             judged by eye on the contact sheet the script writes.
   crowds     royal_opera_walkers and crowd_street_LSI-IIIT with `all`: they run to the end;
              what was found is reported.
 Each run: frames processed, faces, faces/s (end to end: decode, detect, align, embed, pose,
@@ -73,7 +74,7 @@ def _sheet(rows: list[dict], path: Path, title: str) -> None:
         for name in row["identities"]:
             files = sorted((out / name).glob("*.jpg"))
             step = max(1, len(files) // SHEET_FACES)
-            groups[f"{Path(row['video']).stem[:16]}, {row['mode']}: {name}"] = [
+            groups[f"{Path(row['output']).name}: {name}"] = [
                 load_image(f) for f in files[::step][:SHEET_FACES]]
     if groups:
         plot_contact_sheet(groups, path, title=title)
@@ -92,6 +93,8 @@ def hamilton(every: int) -> list[dict]:
     rows.append(_collect("one", "short_hamilton_clip.mp4", "hamilton_one_alex-lacamoire_soft", "--reference",
                          str(VIDEO / "alex-lacamoire.png"), "--soft-blur", "0", "--every", str(every)))
     rows.append(_collect("many", "short_hamilton_clip.mp4", "hamilton_many", "--people", "2", "--every", str(every)))
+    rows.append(_collect("many", "short_hamilton_clip.mp4", "hamilton_many_reference", "--people", "2", "--no-merge",
+                         "--every", str(every)))
     for row in rows:
         _judge(row, refs, float(pipe.embedder.threshold), pipe.embedder)
     _sheet(rows, HERE / "results" / "collect_hamilton.png", "short_hamilton_clip: collected identities")
@@ -101,6 +104,7 @@ def hamilton(every: int) -> list[dict]:
 def oval(every: int) -> list[dict]:
     video = "pbs_oval_office_4people_sarsalomon_Face.mp4"
     rows = [_collect("many", video, "oval_many", "--people", "4", "--every", str(every)),
+            _collect("many", video, "oval_many_reference", "--people", "4", "--no-merge", "--every", str(every)),
             _collect("all", video, "oval_all", "--every", str(every))]
     _sheet(rows, HERE / "results" / "collect_oval.png", "pbs_oval_office (4 people): collected identities")
     return rows
