@@ -131,6 +131,12 @@ def test_precomputed_teacher_finds_rows_by_folder_and_stem(tmp_path):
     logits = PrecomputedTeacher(p, ["a/1"], head_weight=w, scale=10.0)(torch.tensor([0]), None).logits
     e = torch.tensor(emb[1])
     assert torch.allclose(logits[0], 10 * (torch.nn.functional.normalize(w) @ (e / e.norm()))), "s·cos"
+    # two photos that one crop could stand for (same folder and name, other root or format)
+    twice = _parquet(tmp_path / "twice.parquet", ["/photos/a/1.jpg", "/other/a/1.png", "/photos/b/2.jpg"], emb[:3])
+    with pytest.raises(FaceForgeError, match=r"1 training images match more than one .*'a/1'.*1.png") as err:
+        PrecomputedTeacher(twice, ["a/1", "b/2"])
+    assert str(twice) in str(err.value)
+    assert PrecomputedTeacher(twice, ["b/2"]).dim == 3  # an ambiguity no crop needs is no error
 
 
 def test_ensemble_teacher_cosines_are_the_mean_of_its_members(tmp_path):

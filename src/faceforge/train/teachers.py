@@ -129,8 +129,17 @@ class PrecomputedTeacher:
         first = np.ones(table.num_rows, bool)
         if "face_index" in table.column_names:  # a photo's first face is the one its crop shows
             first = np.asarray(table.column("face_index").to_numpy(zero_copy_only=False)) == 0
-        rows = {f"{Path(p).parent.name}/{Path(p).stem}": r
-                for r, (p, ok) in enumerate(zip(table.column("path").to_pylist(), first)) if ok}
+        rows: dict[str, int] = {}  # a training crop is found by its folder and name
+        twice: dict[str, list[str]] = {}
+        for r, (p, ok) in enumerate(zip(table.column("path").to_pylist(), first)):
+            key = f"{Path(p).parent.name}/{Path(p).stem}"
+            if ok and rows.setdefault(key, r) != r:
+                twice.setdefault(key, [table.column("path")[rows[key]].as_py()]).append(p)
+        ambiguous = [k for k in keys if k in twice]
+        if ambiguous:
+            k = ambiguous[0]
+            raise FaceForgeError(f"{len(ambiguous)} training images match more than one teacher row by folder "
+                                 f"and name (e.g. {k!r}: {', '.join(twice[k])})", path)
         missing = [k for k in keys if k not in rows]
         if missing:
             raise FaceForgeError(f"teacher embeddings lack {len(missing)} of the {len(keys)} training images "
