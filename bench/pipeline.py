@@ -17,6 +17,11 @@ Writes bench/results/pipeline.json.
 
     python bench/pipeline.py [--sizes 1000 10000] [--rows baseline embed:sface ...] [--cores 2 1]
     python bench/pipeline.py --startup-only   # the --help and verify timings again
+    python bench/pipeline.py --rows embed:sface@cpu embed:sface@cuda --baseline embed:sface@cpu \
+        --sizes 1000 10000 --cores 16 --no-extras --result bench/results/pipeline_gpu.json   # on a GPU
+
+A row `embed:MODEL@DEVICE` passes `--device DEVICE`. Where LFW holds fewer photos than a size
+asks for, the folder repeats them under other names and records how many are distinct.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ ROWS = ("baseline", "api:sface", "embed:sface", "embed:sface-int8", "embed:dlib-
 
 def sample_folder(n: int) -> Path:
     """n LFW photos as identity folders of links: one photo per person while there are
-    people enough (5,749), then further photos of the same people, spread over the set."""
+    people enough (5,749), then further photos of the same people, spread over the set;
+    past the photos there are, the same photos again under other names (`_copyK`)."""
     out = DATA / f"lfw_{n}"
     if out.is_dir() and len(list(out.glob("*/*.jpg"))) == n:
         return out
@@ -59,12 +65,20 @@ def sample_folder(n: int) -> Path:
         take = min(n - len(picked), len(left))
         picked += [left[i] for i in np.linspace(0, len(left) - 1, take).round().astype(int)]
         rounds += 1
-    for f in picked:
+    files, k = [(f, f.name) for f in picked], 1
+    while picked and len(files) < n:
+        files += [(f, f"{f.stem}_copy{k}.jpg") for f in picked[:n - len(files)]]
+        k += 1
+    for f, name in files:
         (out / f.parent.name).mkdir(parents=True, exist_ok=True)
-        link = out / f.parent.name / f.name
+        link = out / f.parent.name / name
         if not link.exists():
             link.symlink_to(f.resolve())
     return out
+
+
+def distinct_photos(folder: Path) -> int:
+    return len({p.resolve() for p in folder.glob("*/*.jpg")})
 
 
 def baseline_loop(folder: Path, output: Path) -> None:
@@ -113,11 +127,13 @@ def run_row(row: str, folder: Path, cores: int) -> dict:
     work = DATA / "out"
     work.mkdir(parents=True, exist_ok=True)
     kind, _, model = row.partition(":")
-    stem = f"{folder.name}_{kind}_{model or 'dlib'}_{cores}"
+    model, _, device = model.partition("@")
+    stem = f"{folder.name}_{kind}_{model or 'dlib'}{'_' + device if device else ''}_{cores}"
     if kind == "embed":
         out = work / f"{stem}.parquet"
         wall = timed_process([sys.executable, "-m", "faceforge.cli.main", "embed", str(folder), "-o", str(out),
-                              "-m", model, "--detector", "yunet", "--overwrite", "--json"], cores)
+                              "-m", model, "--detector", "yunet", "--overwrite", "--json",
+                              *(["--device", device] if device else [])], cores)
         import pyarrow.parquet as pq
         faces = pq.read_table(out, columns=["path"]).num_rows
     else:
@@ -181,6 +197,9 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", default=list(ROWS))
     ap.add_argument("--cores", type=int, nargs="+", default=[os.cpu_count() or 1, 1])
     ap.add_argument("--startup-only", action="store_true", help="measure --help and verify again, nothing else")
+    ap.add_argument("--baseline", default="baseline", help="the row every ratio is against")
+    ap.add_argument("--result", type=Path, default=RESULT)
+    ap.add_argument("--no-extras", action="store_true", help="leave out the start-up, stage and port records")
     ap.add_argument("--loop", nargs=4, metavar=("KIND", "FOLDER", "OUT", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.loop:  # a row's own process
@@ -189,14 +208,15 @@ def main() -> None:
         return
 
     import torch
-    res = json.loads(RESULT.read_text()) if RESULT.exists() and "runs" in json.loads(RESULT.read_text()) else {}
+    result = args.result
+    res = json.loads(result.read_text()) if result.exists() and "runs" in json.loads(result.read_text()) else {}
     res.update(machine={"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-               baseline=BASELINE)
+               baseline=BASELINE if args.baseline == "baseline" else args.baseline)
     if args.startup_only:
         res["startup"] = startup(args.cores[0])
-        atomic_write_json(RESULT, res)
-        print(json.dumps({"startup": res["startup"], "written": str(RESULT)}, indent=1))
+        atomic_write_json(result, res)
+        print(json.dumps({"startup": res["startup"], "written": str(result)}, indent=1))
         return
     runs = {(r["images"], r["row"], r["cores"]): r for r in res.get("runs", [])}
     for n in args.sizes:
@@ -204,8 +224,8 @@ def main() -> None:
         for cores in args.cores:
             for row in args.rows:
                 r = run_row(row, folder, cores)
-                runs[(n, row, cores)] = {"images": n, **r}
-                base = runs.get((n, "baseline", cores))
+                runs[(n, row, cores)] = {"images": n, "distinct_photos": distinct_photos(folder), **r}
+                base = runs.get((n, args.baseline, cores))
                 if base:
                     for (m, _, c), other in runs.items():
                         if m == n and c == cores:
@@ -217,12 +237,13 @@ def main() -> None:
         if a and b and "output" in a and "output" in b:
             res.setdefault("sface_port_vs_opencv", {})[str(n)] = port_agreement(a["output"], b["output"])
     res["runs"] = [{k: v for k, v in r.items() if k != "output"} for r in runs.values()]
-    res["startup"] = startup(args.cores[0])
-    res["stages_yunet_sface"] = stages(sample_folder(args.sizes[0]))
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULT, res)
-    print(json.dumps({"startup": res["startup"], "stages": res["stages_yunet_sface"],
-                      "port": res.get("sface_port_vs_opencv"), "written": str(RESULT)}, indent=1))
+    if not args.no_extras:
+        res["startup"] = startup(args.cores[0])
+        res["stages_yunet_sface"] = stages(sample_folder(args.sizes[0]))
+    result.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(result, res)
+    print(json.dumps({"startup": res.get("startup"), "stages": res.get("stages_yunet_sface"),
+                      "port": res.get("sface_port_vs_opencv"), "written": str(result)}, indent=1))
 
 
 if __name__ == "__main__":

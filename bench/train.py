@@ -1,7 +1,7 @@
 """Training throughput: IResNet-50 + ArcFace at batch 128 through the Trainer's step,
 against a plain fp32 PyTorch loop on the same model in the same run. On CUDA the Trainer
 uses AMP + channels_last. Prints images/s, the ratio, and peak memory; writes
-bench/results/train_speed.json.
+bench/results/train_speed.json (train_speed_cuda.json on a GPU, with the device's name).
 
     python bench/train.py [--device cpu|cuda] [--steps 2] [--batch-size 128]
 """
@@ -101,10 +101,11 @@ def main() -> None:
            "baseline_plain_fp32_loop": plain, "faceforge_trainer": ours,
            "ratio_vs_plain": round(ours["images_per_s"] / plain["images_per_s"], 3)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "train_speed.json", res)
+    result = RESULTS / ("train_speed_cuda.json" if args.device.startswith("cuda") else "train_speed.json")
+    atomic_write_json(result, res)
     print(f"plain fp32 loop: {plain['images_per_s']} img/s; Trainer step: {ours['images_per_s']} img/s "
           f"(×{res['ratio_vs_plain']}); peak memory {ours['peak_memory_mb']} MB")
-    print(json.dumps({"written": str(RESULTS / "train_speed.json")}))
+    print(json.dumps({"written": str(result)}))
 
 
 if __name__ == "__main__":

@@ -114,8 +114,44 @@ def test_onnx_errors(tmp_path):
 def test_sface_device_rules():
     assert create_embedder("sface", device="auto").name == "sface"
     assert create_embedder("sface", device="cpu").name == "sface"
-    with pytest.raises(FaceForgeError):
-        create_embedder("sface", device="cuda")  # CPU-only (or no CUDA here): a clear error either way
+    if not torch.cuda.is_available():
+        with pytest.raises(FaceForgeError, match="cuda"):
+            create_embedder("sface", device="cuda")  # no CUDA here: a clear error
+
+
+def _exported(tmp_path, backbone: str = "mbf"):
+    """A backbone written as users get it from `faceforge export`: weights and a card."""
+    from faceforge.models.backbones import create_backbone
+    from faceforge.models.cards import ModelCard, backbone_input, card_path
+    from faceforge.models.export import export_safetensors
+    torch.manual_seed(0)
+    weights = export_safetensors(create_backbone(backbone).eval(), tmp_path / f"{backbone}.safetensors")
+    card = ModelCard(name=f"test-{backbone}", input=backbone_input(backbone, 112), embedding_dim=512,
+                     backbone=backbone, weights=weights.name)
+    card.save(card_path(weights))
+    return weights
+
+
+def test_half_precision_is_refused_off_a_gpu(tmp_path):
+    from faceforge.models.embedders import load_embedder
+    weights = _exported(tmp_path)
+    with pytest.raises(FaceForgeError, match="unknown precision 'int4'"):
+        load_embedder(weights, device="cpu", precision="int4")
+    with pytest.raises(FaceForgeError, match="fp16 needs a CUDA device"):
+        load_embedder(weights, device="cpu", precision="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision, least", [("fp16", 0.999), ("bf16", 0.99)])
+def test_half_precision_on_cuda_agrees_with_float32_on_real_faces(tmp_path, faces, precision, least):
+    from faceforge.models.embedders import load_embedder
+    weights = _exported(tmp_path)
+    ref = load_embedder(weights, device="cpu")
+    crops = np.stack([ref.align(img, face) for img, face in faces])
+    half = load_embedder(weights, device="cuda", precision=precision)
+    assert next(half.model.parameters()).dtype == half.dtype
+    cos = np.sum(ref.embed_crops(crops) * half.embed_crops(crops), axis=1)
+    assert cos.min() > least
 
 
 def test_onnx_models_have_no_invented_threshold(tmp_path, face_jpg):

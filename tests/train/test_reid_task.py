@@ -186,3 +186,24 @@ def test_committed_reid_configs_build(path, tmp_path):
     trainer = build_trainer(cfg)
     assert trainer.input_spec["template"] == "body" and trainer.cfg.best_metric == "val_map"
     assert trainer.use_pk == ("triplet" in path.stem)
+
+
+def test_data_loading_workers_do_not_change_the_result(tmp_path):
+    """`faceforge train --num-workers 2` ends with the same weights as the in-process loader:
+    each image's augmentation draws from its own (seed, epoch, index) generator, so which
+    process decodes it does not matter."""
+    import torch
+    import yaml
+    root = _people(tmp_path, 6)
+    cfg = _config(root, tmp_path / "unused")
+    cfg["data"]["augment"] = {"pad": 4, "erase": 0.5, "colour": 0.5}
+    (tmp_path / "reid.yaml").write_text(yaml.safe_dump(cfg))
+    states = []
+    for workers in (0, 2):
+        out = tmp_path / f"run{workers}"
+        res = _cli("train", str(tmp_path / "reid.yaml"), "-o", str(out), "--num-workers", str(workers), "--json")
+        assert res["history"][-1]["epoch"] == 1
+        states.append(torch.load(out / "last.pt", weights_only=True)["backbone"])
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k

@@ -68,6 +68,31 @@ def test_kill_9_with_partial_fc_and_dropout_resumes_to_identical_weights(aligned
     kill_9_then_resume(_noisy(aligned_many, tmp_path / "ref"), _noisy(aligned_many, tmp_path / "run"), tmp_path, 20)
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_with_amp_continues_the_same_run(aligned_many, tmp_path):
+    """On a GPU (AMP and its loss scaler, CUDA's generator behind dropout and Partial FC's
+    sampling): a run stopped mid-epoch and resumed ends where the uninterrupted one does, up
+    to cuDNN's non-deterministic convolution sums."""
+    def cfg(out):
+        c = _noisy(aligned_many, out)
+        c["train"].update(device="cuda", channels_last=True)
+        return c
+    full = build_trainer(cfg(tmp_path / "full"))
+    assert full.use_amp
+    full.fit()
+    part = build_trainer(cfg(tmp_path / "part"))
+    part.fit(stop_after_steps=7)
+    resumed = build_trainer(cfg(tmp_path / "part"))
+    assert resumed.resume() and resumed.step == 7
+    resumed.fit()
+    a, b = full.backbone.state_dict(), resumed.backbone.state_dict()
+    flat = [torch.cat([d[k].float().flatten() for k in a if a[k].is_floating_point()]) for d in (a, b)]
+    start = torch.cat([v.float().flatten() for k, v in build_trainer(cfg(tmp_path / "x")).backbone.state_dict()
+                       .items() if v.is_floating_point()]).to(flat[0].device)
+    drift = (flat[1] - flat[0]).norm() / (flat[0] - start).norm()  # against how far training moved them
+    assert drift < 1e-2, float(drift)
+
 # ---- DDP: two gloo processes ------------------------------------------------------------
 LR, WD, CLIP, W_TRIPLET = 0.05, 5e-4, 0.5, 1.0
 

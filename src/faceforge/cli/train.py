@@ -13,10 +13,10 @@ from faceforge.cli.common import (JsonOpt, OverwriteOpt, RunBatchOpt, RunDeviceO
 from faceforge.core.errors import FaceForgeError
 
 
-def _overrides(device: Optional[str], batch_size: Optional[int], output: Optional[Path]) -> dict:
+def _overrides(device: Optional[str], batch_size: Optional[int], output: Optional[Path], **more: Any) -> dict:
     """Command-line options that replace the config's (train / bn sections)."""
     return {k: v for k, v in {"device": device, "batch_size": batch_size,
-                              "output": str(output) if output else None}.items() if v is not None}
+                              "output": str(output) if output else None, **more}.items() if v is not None}
 
 
 def _run(builder: Callable[..., Any], run: Callable[[Any], dict], config: Path, overrides: dict, as_json: bool,
@@ -60,11 +60,15 @@ def train(config: Path = typer.Argument(..., help="YAML with model/head/data/tra
           resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from output/last.pt"),
           device: Optional[str] = RunDeviceOpt, batch_size: Optional[int] = RunBatchOpt,
           output: Optional[Path] = RunOutputOpt,
+          num_workers: Optional[int] = typer.Option(
+              None, "--num-workers", min=0,
+              help="data-loading processes, overrides the config (augmentation draws per image, so results "
+                   "do not depend on it)"),
           as_json: bool = JsonOpt) -> None:
     """Train or fine-tune a recognition model (multi-GPU: torchrun --nproc_per_node N -m faceforge.cli.main train ...)."""
     from faceforge.train.config import build_trainer
-    _run(build_trainer, lambda trainer: trainer.run(resume), config, _overrides(device, batch_size, output), as_json,
-         _print_training)
+    _run(build_trainer, lambda trainer: trainer.run(resume), config,
+         _overrides(device, batch_size, output, num_workers=num_workers), as_json, _print_training)
 
 
 def bn_finetune(config: Path = typer.Argument(..., help="YAML with model, data, bn (and optional ood, val) sections"),
