@@ -112,7 +112,7 @@ def evaluate(limit: int | None) -> None:
     predictors.update({d: detector_predictor(create_detector(d)) for d in DETECTORS})
     predictors.update({f"{name}, whole crop (diagnostic)": network_predictor(Landmarker.load(w))
                        for name, w in nets.items()})
-    rows, curves = [], {}
+    rows, curves, corrected_curves = [], {}, {}
     for name, predictor in predictors.items():
         t0 = time.perf_counter()
         pred = predict_samples(test, predictor, name)
@@ -131,11 +131,13 @@ def evaluate(limit: int | None) -> None:
                                               "even_crops_nme_offset_from_odd_aflw": even_aflw["nme"],
                                               "offset_per_point_iod": half.round(4).tolist()}})
         curves[name] = ced_curve(per_face)
-        curves[f"{name}, offset-corrected"] = ced_curve(per_face_c)
+        corrected_curves[name] = {"offset-corrected": ced_curve(per_face_c)}
+        rows[-1]["ced"] = {k: [np.round(c, 4).tolist() for c in v]
+                           for k, v in (("raw", curves[name]), ("offset_corrected", ced_curve(per_face_c)))}
         print(f"{name:28s} NME {100 * raw['nme']:5.2f} % → {100 * corrected['nme']:5.2f} % corrected, failures "
               f"{100 * raw['failure_rate']:5.2f} → {100 * corrected['failure_rate']:5.2f} %, found {raw['found']}"
               f"/{len(test)}, {ms:.1f} ms/face")
-    plot_ced(curves, HERE / "results" / "landmarks_ced.png", "AFLW crops (landmarks5 test.txt)")
+    plot_ced(curves, HERE / "results" / "landmarks_ced.png", "AFLW crops (landmarks5 test.txt)", corrected_curves)
     res = _load()
     res.update({"benchmark": "five-point landmarks on the AFLW crops of landmarks5/test.txt",
                 "test_faces": len(test), "offset_fitted_on": "landmarks5/train.txt (LFW crops)",

@@ -188,13 +188,21 @@ def plot_bn_densities(reports: dict[str, dict], path: str | Path, title: str = "
 
 
 def plot_ced(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
-             title: str = "cumulative error distribution") -> None:
-    """Share of faces at or below each normalised mean error, one line per predictor."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, (t, share) in curves.items():
-        ax.plot(t, share, label=name, lw=1.6)
+             title: str = "cumulative error distribution",
+             variants: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None) -> None:
+    """Share of faces at or below each normalised mean error, one line per predictor;
+    `variants` adds, per predictor, other versions of its curve (e.g. "offset-corrected")
+    drawn dashed in the same colour. The legend sits beside the axes, off the curves."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    styles = ("--", ":", "-.")
+    for i, (name, (t, share)) in enumerate(curves.items()):
+        colour = plt.get_cmap("tab10")(i % 10)
+        ax.plot(t, share, label=name, lw=1.6, color=colour)
+        for j, (kind, (tv, sv)) in enumerate((variants or {}).get(name, {}).items()):
+            ax.plot(tv, sv, label=f"{name}, {kind}", lw=1.3, color=colour, ls=styles[j % len(styles)])
     ax.set_ylim(0, 1)
-    _finish(fig, ax, path, "NME (inter-ocular)", "share of faces", title, loc="lower right")
+    _finish(fig, ax, path, "NME (inter-ocular)", "share of faces", title, loc="upper left",
+            bbox_to_anchor=(1.02, 1.0), fontsize=8)
 
 
 def plot_retrieval(rows: list[tuple[np.ndarray, list[tuple[np.ndarray, bool]]]], path: str | Path,
