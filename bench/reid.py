@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +67,15 @@ def train(rows: list[str], jobs: int = 1, num_workers: int | None = None) -> Non
     todo = [r for r in rows if not (train_output(ROWS[r][0]) / "train.json").exists()]
     extra = ["--num-workers", str(num_workers)] if num_workers is not None else []
     running: dict[str, tuple[subprocess.Popen, float, bool]] = {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped by a time limit: stop the runs too
+    try:
+        _train_all(todo, running, jobs, extra)
+    finally:
+        for proc, _, _ in running.values():
+            proc.terminate()  # each keeps its last checkpoint; a rerun resumes it
+
+
+def _train_all(todo: list[str], running: dict, jobs: int, extra: list[str]) -> None:
     while todo or running:
         while todo and len(running) < jobs:
             row = todo.pop(0)
