@@ -68,16 +68,17 @@ def _judge(row: dict, refs: dict[str, np.ndarray], threshold: float, embedder) -
 
 
 def _sheet(rows: list[dict], path: Path, title: str) -> None:
-    groups = {}
+    groups, totals = {}, {}
     for row in rows:
         out = REPO / row["output"] / "identities"
         for name in row["identities"]:
             files = sorted((out / name).glob("*.jpg"))
             step = max(1, len(files) // SHEET_FACES)
-            groups[f"{Path(row['output']).name}: {name}"] = [
-                load_image(f) for f in files[::step][:SHEET_FACES]]
+            key = f"{Path(row['output']).name}: {name}"
+            groups[key] = [load_image(f) for f in files[::step][:SHEET_FACES]]
+            totals[key] = len(files)
     if groups:
-        plot_contact_sheet(groups, path, title=title)
+        plot_contact_sheet(groups, path, title=title, totals=totals)
 
 
 def hamilton(every: int) -> list[dict]:

@@ -230,17 +230,22 @@ def plot_retrieval(rows: list[tuple[np.ndarray, list[tuple[np.ndarray, bool]]]],
 
 
 def plot_contact_sheet(groups: dict[str, list[np.ndarray]], path: str | Path, cols: int = 12,
-                       title: str = "contact sheet") -> None:
-    """One block per group (e.g. a collected identity): its images in rows of `cols`."""
+                       title: str = "contact sheet", totals: dict[str, int] | None = None) -> None:
+    """One block per group (e.g. a collected identity): its images in rows of `cols`;
+    `totals`: how many images a group has where only some are shown ("24 of 56")."""
     rows = sum(max(1, -(-len(imgs) // cols)) for imgs in groups.values())
-    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols, 0.85 * rows + 0.4 * len(groups)), squeeze=False)
+    height = 0.72 * rows + 0.22 * len(groups) + 0.4
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.45 / height, bottom=0.1 / height, hspace=0.35)  # margins in inches, not shares
     for ax in axes.ravel():
         ax.set_axis_off()
     r = 0
     for name, imgs in groups.items():
         for k, img in enumerate(imgs):
             axes[r + k // cols, k % cols].imshow(img)
-        axes[r, 0].set_title(f"{name} ({len(imgs)})", fontsize=8, loc="left")
+        total = (totals or {}).get(name, len(imgs))
+        shown = f"{len(imgs)} of {total}" if total != len(imgs) else f"{total}"
+        axes[r, 0].set_title(f"{name} ({shown})", fontsize=8, loc="left")
         r += max(1, -(-len(imgs) // cols))
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1 - 0.12 / height)
     _save(fig, path)
