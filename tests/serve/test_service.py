@@ -88,6 +88,23 @@ def test_enrol_identify_verify_delete(client):
     assert r.json()["faces"][0]["identity"] == "unknown"
 
 
+def test_identify_has_its_own_threshold(tmp_path, pipeline):
+    """Naming people from a gallery is a 1:N decision: the service can hold a stricter
+    threshold for /identify than /verify's 1:1 one, and says which it uses."""
+    need(TRAIN)
+    c, g = make_client(tmp_path, pipeline, identify_threshold=0.99)
+    with c:
+        health = c.get("/health").json()
+        assert health["identify_threshold"] == 0.99 and health["verify_threshold"] == pipeline.embedder.threshold
+        enrol(c, "obama")
+        r = c.post("/identify", files={"image": ("t.jpg", jpeg(TEST / "obama1.jpg"))}, headers=AUTH).json()
+        assert r["threshold"] == 0.99 and r["faces"][0]["identity"] == "unknown"  # below 0.99
+        obama = sorted((TRAIN / "obama").iterdir())
+        v = c.post("/verify", files={"a": ("a.jpg", obama[0].read_bytes()), "b": ("b.jpg", jpeg(TEST / "obama1.jpg"))},
+                   headers=AUTH).json()
+        assert v["same_person"] is True and v["threshold"] == pipeline.embedder.threshold
+    g.close()
+
 def test_tokens(client, tmp_path, pipeline):
     photo = {"image": ("t.jpg", jpeg(TEST / "obama1.jpg"))}
     assert client.get("/health").status_code == 200  # liveness needs no token

@@ -23,8 +23,10 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
           max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.001, help="largest image"),
           k: int = typer.Option(1, "--k", min=1, help="default top-K for /identify"),
           threshold: Optional[float] = typer.Option(None, "--threshold", help="default: the model's"),
-          eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="threshold from this evaluation"),
-          fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json"),
+          eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="thresholds from this evaluation"),
+          fpr: float = typer.Option(1e-3, "--fpr", help="with --eval-json: the false-positive rate of /verify "
+                                    "and the false-positive identification rate of /identify (whose threshold "
+                                    "is set for the gallery's size at start: see `gallery identify --fpr`)"),
           detector: str = DetectorOpt,
           model: Optional[str] = typer.Option(None, "--model", "-m", help="default: the gallery's, else sface"),
           workers: int = typer.Option(2, "--workers", min=1, help="model worker threads (each its own detector "
@@ -46,10 +48,14 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
         spec = model or g.model or "sface"  # as given (an onnx:PATH keeps its whole path)
         pipe = _pipeline(detector, spec, device, batch_size)
         thr = resolve_threshold(pipe, threshold, eval_json, fpr)
+        # naming people compares a face with every gallery face: its threshold is not the 1:1 one
+        thr_identify = resolve_threshold(pipe, threshold, eval_json, fpr, gallery_size=len(g)) \
+            if eval_json is not None and threshold is None else None
         if not token:
             token = secrets.token_urlsafe(24)
             err.print(f"token (send as 'Authorization: Bearer …'): {token}")
-        settings = ServeSettings(token=token, threshold=thr, public_reads=public_reads,
+        settings = ServeSettings(token=token, threshold=thr, identify_threshold=thr_identify,
+                                 public_reads=public_reads,
                                  max_upload_bytes=int(max_upload_mb * MiB),
                                  max_pixels=int(max_megapixels * 1e6), k=k, max_batch=max_batch,
                                  max_queue=max_queue, serial=serial)

@@ -42,7 +42,8 @@ MAX_IDENTITY = 256  # characters of an identity name
 @dataclass
 class ServeSettings:
     token: str
-    threshold: float
+    threshold: float                        # /verify: a 1:1 decision
+    identify_threshold: float | None = None  # /identify (1:N); None: `threshold`
     public_reads: bool = False
     max_upload_bytes: int = 10 * MiB
     max_pixels: int = 40_000_000   # width × height of one image
@@ -69,6 +70,8 @@ class Health(BaseModel):
     gallery: str
     backend: str
     dim: Optional[int]
+    verify_threshold: float
+    identify_threshold: float
 
 
 class FaceResult(BaseModel):
@@ -154,7 +157,8 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
     model = pipelines[0].embedder.name
     gallery_lock = threading.Lock()  # the gallery client is used by one thread at a time
     serial_lock = asyncio.Lock()     # awaited, so a waiting request holds no thread
-    pool = ModelPool(pipelines, gallery_search(gallery, gallery_lock, settings.threshold, model),
+    identify_at = settings.threshold if settings.identify_threshold is None else settings.identify_threshold
+    pool = ModelPool(pipelines, gallery_search(gallery, gallery_lock, identify_at, model),
                      max_batch=settings.max_batch, max_queue=settings.max_queue)
 
     @contextlib.asynccontextmanager
@@ -251,7 +255,8 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> Health:
         """Liveness and what is served (no token needed)."""
-        return Health(status="ok", model=model, gallery=gallery.uri, backend=gallery.backend, dim=gallery.dim)
+        return Health(status="ok", model=model, gallery=gallery.uri, backend=gallery.backend, dim=gallery.dim,
+                      verify_threshold=settings.threshold, identify_threshold=identify_at)
 
     @app.post("/verify", response_model=VerifyResult, tags=["faces"],
               dependencies=[Depends(need_read), Depends(one_at_a_time)])
@@ -276,7 +281,7 @@ def create_app(gallery: Gallery, pipeline: FacePipeline | Sequence[FacePipeline]
         """Who are the faces in this photo? 'unknown' below the threshold."""
         img = (await read_upload(image, "image"))[1]
         res = await faces(submit(img, "all", identify=True, k=k, min_quality=min_quality), "image")
-        return IdentifyResult(threshold=settings.threshold, k=k, faces=[
+        return IdentifyResult(threshold=identify_at, k=k, faces=[
             FaceResult(box=[float(x) for x in f.box], det_score=float(f.score), **d.to_dict(with_hits=False))
             for f, d in zip(res.faces, res.decisions)])
 
