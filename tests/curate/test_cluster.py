@@ -41,6 +41,33 @@ def test_knn_matches_brute_force(index):
     np.testing.assert_allclose(sims, got, atol=1e-5)
 
 
+def test_nprobe_reaches_the_inverted_lists_from_the_command_line(tmp_path):
+    """`faceforge curate cluster --index ivf --nprobe N`: probing every list gives the exact
+    kNN graph's clusters; probing one list of many finds fewer true neighbours."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from faceforge.cli.main import app
+    rng = np.random.default_rng(2)
+    e = _unit(rng.normal(size=(3000, 16)))  # nlist = min(4·√3000, 3000 // 39) = 76
+    few = knn(e, k=5, index="ivf", nprobe=1)[1]
+    every = knn(e, k=5, index="ivf", nprobe=76)[1]
+    exact = knn(e, k=5, index="flat")[1]
+    assert np.array_equal(every, exact)
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(few, exact)]) < 0.9
+    pq.write_table(pa.table({"path": [f"f{i}.jpg" for i in range(len(e))], "face_index": [0] * len(e),
+                             "embedding": list(e)}), tmp_path / "emb.parquet")
+    labels = []
+    for nprobe in ("1", "76"):
+        res = CliRunner().invoke(app, ["curate", "cluster", str(tmp_path / "emb.parquet"), "-o",
+                                       str(tmp_path / f"out{nprobe}"), "--index", "ivf", "--nprobe", nprobe,
+                                       "--cutoff", "0.7", "--json"])
+        assert res.exit_code == 0, res.output
+        labels.append(pq.read_table(tmp_path / f"out{nprobe}" / "clusters.parquet").column("cluster").to_numpy())
+    assert np.array_equal(labels[1], cluster_embeddings(e, "leiden", 0.7, index="flat"))
+    assert not np.array_equal(labels[0], labels[1])
+
 def test_knn_with_exact_duplicates_drops_one_copy():
     e = _unit(np.array([[1, 0], [1, 0], [0, 1], [0.1, 1]], float))
     sims, nbrs = knn(e, k=2, index="flat")

@@ -64,6 +64,8 @@ def curate_cluster(embeddings: Path = typer.Argument(..., help="embeddings .parq
                                                                                  "measured one, if any)"),
                    k: int = typer.Option(10, "--k", min=1, help="neighbours per face in the kNN graph"),
                    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf"),
+                   nprobe: int = typer.Option(16, "--nprobe", min=1, help="ivf: inverted lists each search "
+                                              "visits (more: nearer exact kNN, slower; auto uses ivf past 100k)"),
                    add_to: Optional[Path] = typer.Option(None, "--add-to", help="an earlier clusters.parquet: "
                                                                                 "join its clusters or open new ones"),
                    links: bool = typer.Option(False, "--links", help="also a symlink tree per cluster"),
@@ -74,7 +76,7 @@ def curate_cluster(embeddings: Path = typer.Argument(..., help="embeddings .parq
     claim(as_json, overwrite, output / "summary.json")
     from faceforge.curate.workflow import cluster_parquet
     try:
-        res = cluster_parquet(embeddings, output, method, cutoff, k, index, device, add_to, links, seed)
+        res = cluster_parquet(embeddings, output, method, cutoff, k, index, device, add_to, links, seed, nprobe)
     except FaceForgeError as exc:
         _fail(exc, as_json)
     if as_json:

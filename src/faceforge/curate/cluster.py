@@ -145,10 +145,11 @@ def graph_communities(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarr
 
 def cluster_embeddings(embeddings: np.ndarray, method: str = "leiden", cutoff: float = 0.5, k: int = 10,
                        index: str = "auto", device: str = "cpu", min_samples: int = 2, resolution: float = 1.0,
-                       seed: int = 0) -> np.ndarray:
+                       seed: int = 0, nprobe: int = 16) -> np.ndarray:
     """One label per face (−1 unclustered). `cutoff` is a cosine similarity: the kNN edge
     threshold of the graph methods, 1 − eps for DBSCAN, 1 − distance threshold (average
-    linkage) for agglomerative; HDBSCAN needs none (min_cluster_size = min_samples)."""
+    linkage) for agglomerative; HDBSCAN needs none (min_cluster_size = min_samples).
+    `nprobe`: inverted lists an `ivf` search visits (more: nearer exact, slower)."""
     if method not in METHODS:
         raise FaceForgeError(f"unknown clustering method {method!r}; one of {', '.join(METHODS)}")
     x = np.asarray(embeddings)
@@ -157,7 +158,7 @@ def cluster_embeddings(embeddings: np.ndarray, method: str = "leiden", cutoff: f
         unit_rows(x)  # the same checks, then nothing to cluster
         return np.full(n, -1, np.int64)
     if method in GRAPH_METHODS:  # knn normalises its own float32 copy: one copy of a large set
-        sims, nbrs = knn(x, k, index, device)
+        sims, nbrs = knn(x, k, index, device, nprobe=nprobe)
         return graph_communities(n, *graph_edges(sims, nbrs, cutoff), method=method, resolution=resolution,
                                  seed=seed)
     e = unit_rows(x, dtype=np.float32)
@@ -208,7 +209,7 @@ class Assignment:
 
 def assign_new(embeddings: np.ndarray, labels: np.ndarray, new_embeddings: np.ndarray, cutoff: float = 0.5,
                k: int = 10, method: str = "leiden", index: str = "auto", device: str = "cpu",
-               seed: int = 0) -> Assignment:
+               seed: int = 0, nprobe: int = 16) -> Assignment:
     """Incremental clustering: each new face joins the existing cluster holding most of its
     neighbours above the cut-off (similarity-weighted vote over its k nearest clustered faces);
     the rest are clustered among themselves and open new clusters numbered after the old ones."""
@@ -224,13 +225,13 @@ def assign_new(embeddings: np.ndarray, labels: np.ndarray, new_embeddings: np.nd
     clustered = np.flatnonzero(lab >= 0)
     first_new = int(lab.max()) + 1 if len(lab) else 0
     if len(clustered) and len(new):
-        idx = build_index(old[clustered], index, device)
+        idx = build_index(old[clustered], index, device, nprobe=nprobe)
         sims, nbrs = idx.search(np.ascontiguousarray(new), min(k, len(clustered)))
         best = sims[:, 0].copy()
         out = _weighted_vote(np.where(nbrs >= 0, lab[clustered[np.maximum(nbrs, 0)]], -1),
                              np.where((nbrs >= 0) & (sims >= cutoff), sims, 0.0))
     rest = np.flatnonzero(out < 0)
     if len(rest) > 1:
-        fresh = cluster_embeddings(new[rest], method, cutoff, k, index, device, seed=seed)
+        fresh = cluster_embeddings(new[rest], method, cutoff, k, index, device, seed=seed, nprobe=nprobe)
         out[rest] = np.where(fresh >= 0, fresh + first_new, -1)
     return Assignment(out, best, first_new)

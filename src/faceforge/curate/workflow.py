@@ -152,7 +152,7 @@ def filter_parquet(path: str | Path, out_dir: str | Path, method: str = "label_p
 
 def cluster_parquet(path: str | Path, out_dir: str | Path, method: str = "leiden", cutoff: float | None = None,
                     k: int = 10, index: str = "auto", device: str = "cpu", add_to: str | Path | None = None,
-                    links: bool = False, seed: int = 0) -> dict:
+                    links: bool = False, seed: int = 0, nprobe: int = 16) -> dict:
     """Cluster the faces of an embeddings Parquet (labels, if any, are not used for it but
     scored against). With `add_to` (an earlier clusters.parquet), the new faces join its
     clusters or open new ones and the output holds both."""
@@ -169,12 +169,12 @@ def cluster_parquet(path: str | Path, out_dir: str | Path, method: str = "leiden
     if add_to is not None:
         prev = read_embeddings(add_to)
         old_labels = _column(prev, "cluster", Path(add_to)).astype(np.int64)
-        assigned = assign_new(embedding_matrix(prev), old_labels, e, cutoff, k, method, index, device, seed)
+        assigned = assign_new(embedding_matrix(prev), old_labels, e, cutoff, k, method, index, device, seed, nprobe)
         table = pa.concat_tables([prev.drop_columns(["cluster"]).select(table.column_names), table],
                                  promote_options="permissive")
         labels = np.concatenate([old_labels, assigned.labels])
     else:
-        labels = cluster_embeddings(e, method, cutoff, k, index, device, seed=seed)
+        labels = cluster_embeddings(e, method, cutoff, k, index, device, seed=seed, nprobe=nprobe)
     out_table = table.append_column("cluster", pa.array(labels))
     _write_table(out / "clusters.parquet", out_table)
     keys = face_keys(table)
