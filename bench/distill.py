@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import run_cli  # bench/common.py
+from common import run_cli, train_output  # bench/common.py
 from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.evaluate.lfw import detect_lfw_faces, embed_faces
@@ -59,6 +59,8 @@ STUDENTS = {  # name → (config, what it is)
                      "MBF, logit KD + early-feature MSE from dlib-r29 (online)"),
     "emb_dlib_unlabelled": ("configs/distill_mbf_emb_dlib_unlabelled.yaml",
                             "MBF, embedding distillation from dlib-r29 + unlabelled faces"),
+    "dml_sync": ("configs/distill_dml_sync.yaml", "MBF, deep mutual learning, synchronous (model 1 of 2)"),
+    "dml_seq": ("configs/distill_dml_seq.yaml", "MBF, deep mutual learning, sequential (model 1 of 2)"),
 }
 
 
@@ -221,7 +223,7 @@ def evaluate(students: list[str], limit: int | None = None) -> None:
               "sface + dlib-r29 (teacher ensemble)": "sface+dlib-r29"}
     crops_test = {}
     for s in students:
-        best = RUNS / Path(STUDENTS[s][0]).stem.replace("distill_mbf_", "mbf_") / "best.pt"
+        best = _best_checkpoint(s)
         if best.exists():
             models[STUDENTS[s][1]] = _export(s, best)
             crops_test[STUDENTS[s][1]] = _crop_accuracy(best)
@@ -303,6 +305,12 @@ def _gallery(emb: np.ndarray, ids: np.ndarray) -> dict:
         out[f"top{k}_at_precision_0.999"] = topk_decisions(emb[g], ids[g], emb[q], ids[q], k) \
             .threshold_for_precision(0.999)
     return out
+
+
+def _best_checkpoint(student: str) -> Path:
+    """The best epoch of a student's run (a mutual-learning run: its first model's own)."""
+    out = train_output(STUDENTS[student][0])
+    return out / "model1" / "best.pt" if (out / "model1").is_dir() else out / "best.pt"
 
 
 def _crop_accuracy(checkpoint: Path) -> dict:
