@@ -6,8 +6,9 @@ crops (host→device copy, normalisation, forward, copy back), and through the b
 crops already on the device. The baseline is the same model in float32 through the same call,
 in the same run. Each network's FLOPs per face are counted by torch's FLOP counter; the share of
 the roofline is the network's FLOP/s against a large matrix product of the same type measured
-in the same run (the best the chip does on dense work). The weights are random: speed does not
-depend on their values. Writes bench/results/gpu_embed.json with the device's name.
+in the same run (the best the chip does on dense work). The weights are random (speed does not
+depend on their values), with BatchNorm statistics recomputed on the crops so that activations
+have a trained network's scale. Writes bench/results/gpu_embed.json with the device's name.
 
     python bench/gpu_embed.py [--faces 4096] [--batch-size 512] [--photos 256]
     python bench/gpu_embed.py --device cpu --faces 64 --batch-size 32   # float32 only: a check of the script
@@ -30,6 +31,7 @@ from faceforge.models.backbones import create_backbone
 from faceforge.models.cards import ModelCard, backbone_input, card_path
 from faceforge.models.embedders import load_embedder
 from faceforge.models.export import export_safetensors
+from faceforge.train.bn_finetune import recompute_bn_statistics
 
 RESULT = Path(__file__).resolve().parent / "results" / "gpu_embed.json"
 MODELS = ("r100", "mbf")
@@ -71,8 +73,9 @@ def _timed(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, device: str, n: int = 8192) -> float:
-    """FLOP/s of an n×n×n matrix product in `dtype` on random data (TF32 off for float32)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """FLOP/s of an n×n×n matrix product in `dtype` on random data. For float32 with TF32
+    on, as cuDNN runs float32 convolutions by PyTorch's default: the ceiling of that row."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     n = n if device.startswith("cuda") else 1024
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     return 2 * n ** 3 / _timed(lambda: a @ b, 10, warmup=3)
@@ -103,12 +106,18 @@ def main() -> None:
            "torch": torch.__version__, "faces": args.faces,
            "distinct_crops": len(base), "batch_size": args.batch_size,
            "matmul_peak_tflops": {p: round(v / 1e12, 1) for p, v in peaks.items()},
-           "baseline": "the same model in float32 through the same call", "models": {}}
+           "baseline": "the same model in float32 through the same call",
+           "fp32_means": "float32 tensors; cuDNN convolutions in TF32 (PyTorch's default)" if
+           torch.backends.cudnn.allow_tf32 else "float32 throughout", "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
             torch.manual_seed(0)
             net = create_backbone(name)
             flops = flops_per_face(net)
+            # statistics for these random weights from real faces, so that activations keep
+            # a trained network's scale (a fresh IResNet-100 overflows to NaN in float32)
+            calib = torch.from_numpy(base[:64]).permute(0, 3, 1, 2).float().sub(127.5).div(127.5)
+            net = recompute_bn_statistics(net.to(args.device), calib.to(args.device).split(16)).cpu()
             weights = export_safetensors(net, Path(tmp) / f"{name}.safetensors")
             ModelCard(name=f"bench-{name}", input=backbone_input(name, 112), embedding_dim=512, backbone=name,
                       weights=weights.name).save(card_path(weights))

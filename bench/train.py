@@ -1,6 +1,8 @@
 """Training throughput: IResNet-50 + ArcFace at batch 128 through the Trainer's step,
-against a plain fp32 PyTorch loop on the same model in the same run. On CUDA the Trainer
-uses AMP + channels_last. Prints images/s, the ratio, and peak memory; writes
+against a plain fp32 PyTorch loop on the same model and the same images in the same run
+(both timers cover fetching each batch, copying it to the device and the step, after one
+warm-up batch). On CUDA the Trainer uses AMP + channels_last. Prints images/s, the ratio,
+and peak memory; writes
 bench/results/train_speed.json (train_speed_cuda.json on a GPU, with the device's name).
 
     python bench/train.py [--device cpu|cuda] [--steps 2] [--batch-size 128]
@@ -69,21 +71,27 @@ def plain_speed(device: str, bs: int, steps: int) -> dict:
     dev = torch.device(device)
     model, head = create_backbone("r50").to(dev), FCHead(512, CLASSES, ArcFace()).to(dev)
     opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(bs, 3, 112, 112, device=dev)
-    y = torch.randint(0, CLASSES, (bs,), device=dev)
-    times = []
-    for i in range(steps + 1):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = head(model(x), y)
+    # the same images as the Trainer's, fetched and copied to the device the plain way; as in
+    # trainer_speed, the first batch warms up and the timer covers fetching, copying and stepping
+
+    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
+        x = ((images.to(dev).permute(0, 3, 1, 2).float() / 255.0) - 0.5) / 0.5
+        loss = head(model(x), labels.to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    dt = sum(times[1:])
+
+    loader = iter(torch.utils.data.DataLoader(_Random(bs * (steps + 1)), batch_size=bs))
+    step(*next(loader))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for images, labels in loader:
+        step(images, labels)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
     return {"images_per_s": round(bs * steps / dt, 2), "seconds": round(dt, 2), "peak_memory_mb": round(peak_mb(dev), 1)}
 
 

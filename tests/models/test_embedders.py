@@ -119,13 +119,31 @@ def test_sface_device_rules():
             create_embedder("sface", device="cuda")  # no CUDA here: a clear error
 
 
+def _calibration_crops() -> torch.Tensor:
+    """16 aligned LFW faces of other people than the `faces` fixture's, normalised as the
+    ArcFace-style backbones take them."""
+    from ..conftest import LFW, need
+    det, emb = create_detector("yunet"), create_embedder("sface-int8")
+    people = sorted(p for p in need(LFW / "images").iterdir() if p.is_dir() and len(list(p.iterdir())) >= 4)[:8]
+    crops = []
+    for person in people:
+        for f in sorted(person.iterdir())[:2]:
+            img = load_image(f)
+            crops.append(emb.align(img, max(det.detect(img), key=lambda x: x.area)))
+    return (torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() - 127.5) / 127.5
+
+
 def _exported(tmp_path, backbone: str = "mbf"):
-    """A backbone written as users get it from `faceforge export`: weights and a card."""
+    """A backbone written as users get it from `faceforge export`: weights and a card. Its
+    BatchNorm statistics are recomputed on real faces first, so that its activations have
+    the scale of a trained network's (a fresh one's shrink below half precision's range)."""
     from faceforge.models.backbones import create_backbone
     from faceforge.models.cards import ModelCard, backbone_input, card_path
     from faceforge.models.export import export_safetensors
+    from faceforge.train.bn_finetune import recompute_bn_statistics
     torch.manual_seed(0)
-    weights = export_safetensors(create_backbone(backbone).eval(), tmp_path / f"{backbone}.safetensors")
+    net = recompute_bn_statistics(create_backbone(backbone), _calibration_crops().split(8))
+    weights = export_safetensors(net, tmp_path / f"{backbone}.safetensors")
     card = ModelCard(name=f"test-{backbone}", input=backbone_input(backbone, 112), embedding_dim=512,
                      backbone=backbone, weights=weights.name)
     card.save(card_path(weights))
@@ -142,7 +160,7 @@ def test_half_precision_is_refused_off_a_gpu(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("precision, least", [("fp16", 0.999), ("bf16", 0.99)])
+@pytest.mark.parametrize("precision, least", [("fp16", 0.995), ("bf16", 0.99)])
 def test_half_precision_on_cuda_agrees_with_float32_on_real_faces(tmp_path, faces, precision, least):
     from faceforge.models.embedders import load_embedder
     weights = _exported(tmp_path)

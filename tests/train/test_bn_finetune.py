@@ -222,3 +222,18 @@ def test_two_process_ddp_broadcasts_then_averages(tmp_path):
     load_bn_buffers(start, baseline)                    # the baseline is rank 0's, not a blend
     assert all(torch.equal(v, bn_buffers(_small_net())[k]) for k, v in bn_buffers(start).items())
     assert not torch.equal(b0["1.running_mean"], bn_buffers(_small_net())["1.running_mean"])
+
+
+def test_precise_statistics_are_the_plain_average_over_the_batches_by_hand():
+    from faceforge.train.bn_finetune import recompute_bn_statistics
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1, bias=False), torch.nn.BatchNorm2d(1))
+    model[0].weight.data.fill_(2.0)  # the BatchNorm sees 2·x
+    model[1].running_mean.fill_(5.0)  # statistics from "an earlier run": to be replaced
+    model[1].num_batches_tracked.fill_(1000)
+    a = torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1)   # 2·x: mean 4, unbiased var 8
+    b = torch.tensor([0.0, 2.0, 4.0]).reshape(3, 1, 1, 1)  # 2·x: mean 4, unbiased var 16
+    recompute_bn_statistics(model, [a, b])
+    assert not model.training and model[0].weight.requires_grad
+    assert model[1].running_mean.item() == pytest.approx(4.0)
+    assert model[1].running_var.item() == pytest.approx((8 + 16) / 2)
+    assert model[0].weight.item() == 2.0

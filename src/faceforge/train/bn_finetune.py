@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -88,6 +88,22 @@ def prepare_for_bn_finetune(model: nn.Module, momentum: float | None = 0.1) -> N
         if momentum is None:
             bn.num_batches_tracked.zero_()
         bn.train()
+
+
+def recompute_bn_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """"Precise BN": every BatchNorm's statistics become the plain average of its statistics
+    over `batches` (no momentum), the weights untouched; the model is left in eval mode. It
+    gives a network statistics that fit its present weights — those of a training run lag
+    them, and a randomly initialised network's (0 and 1) let activations vanish or overflow."""
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+    prepare_for_bn_finetune(model, momentum=None)
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    model.eval()
+    for n, p in model.named_parameters():
+        p.requires_grad_(trainable[n])
+    return model
 
 
 def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
