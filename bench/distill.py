@@ -14,6 +14,7 @@ Stages (each skips what is already done, and `faceforge train` resumes a killed 
   speed     training images/s with no teacher, a precomputed one and an online one
   eval      export each student, embed the evaluation images with every model, score,
             time each model's forward, write bench/results/distill.json and distill_roc.png
+  table     the results as Markdown; plot: distill_roc.png again from the JSON
 
     python bench/distill.py [--stage prepare teachers train eval] [--students kd_dlib ...]
 """
@@ -266,11 +267,7 @@ def evaluate(students: list[str], limit: int | None = None) -> None:
     order = [m for m in models if m not in labels] + labels  # the teachers, then the students
     rows += [r for r in previous.get("rows", []) if r["model"] not in models]
     rows.sort(key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
-    drawn = {r["model"]: RocCurve(np.array(r["roc"]["fpr"]), np.array(r["roc"]["tpr"]), np.array([]))
-             for r in rows if r["model"] not in curves and "roc" in r}
-    curves = {r["model"]: curves.get(r["model"], drawn.get(r["model"])) for r in rows}
-    plot_roc({k: c for k, c in curves.items() if c is not None}, HERE / "results" / "distill_roc.png",
-             "LFW identities no split trained on: all pairs")
+    plot(rows, curves)
     speeds = json.loads((RUNS / "speed.json").read_text()) if (RUNS / "speed.json").exists() \
         else previous.get("training_speed")
     training = {k: v for k, v in previous.get("training", {}).items()}
@@ -283,6 +280,17 @@ def evaluate(students: list[str], limit: int | None = None) -> None:
         "rows": rows, "training_speed": speeds,
         "training": training,
         "machine": {"torch_threads": torch.get_num_threads(), "device": "cpu"}})
+
+
+def plot(rows: list[dict], curves: dict[str, RocCurve] | None = None) -> None:
+    """distill_roc.png: this run's curves, and the kept rows' from their thinned copies in the
+    JSON (a row from before the copies were kept has none: it is in the table only)."""
+    curves = curves or {}
+    drawn = {r["model"]: RocCurve(np.array(r["roc"]["fpr"]), np.array(r["roc"]["tpr"]), np.array([]))
+             for r in rows if r["model"] not in curves and "roc" in r}
+    curves = {r["model"]: curves.get(r["model"], drawn.get(r["model"])) for r in rows}
+    plot_roc({k: c for k, c in curves.items() if c is not None}, HERE / "results" / "distill_roc.png",
+             "LFW identities no split trained on: all pairs")
 
 
 def _training_record(run: dict) -> dict:
@@ -355,13 +363,14 @@ def table() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", nargs="+", default=["prepare", "teachers", "unlabelled", "train", "speed", "eval"],
-                    choices=["prepare", "teachers", "unlabelled", "train", "speed", "eval", "table"])
+                    choices=["prepare", "teachers", "unlabelled", "train", "speed", "eval", "table", "plot"])
     ap.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     ap.add_argument("--limit", type=int, default=None, help="eval: the first N evaluation images (a quick check)")
     args = ap.parse_args()
     for stage in args.stage:
         {"prepare": prepare, "teachers": teachers, "unlabelled": unlabelled, "train": lambda: train(args.students),
-         "speed": speed, "table": table, "eval": lambda: evaluate(args.students, args.limit)}[stage]()
+         "speed": speed, "table": table, "eval": lambda: evaluate(args.students, args.limit),
+         "plot": lambda: plot(json.loads(RESULT.read_text())["rows"])}[stage]()
 
 
 if __name__ == "__main__":

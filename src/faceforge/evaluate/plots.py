@@ -37,7 +37,9 @@ def plot_roc(curves: dict[str, RocCurve], path: str | Path, title: str = "ROC") 
         keep = fpr > 0
         ax.plot(fpr[keep], tpr[keep], label=name, lw=1.6)
     ax.set_xscale("log")
-    _finish(fig, ax, path, "false positive rate", "true positive rate", title, loc="lower right")
+    legend = {"loc": "lower right"} if len(curves) <= 3 else \
+        {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "fontsize": 8}  # beside the axes, off the curves
+    _finish(fig, ax, path, "false positive rate", "true positive rate", title, **legend)
 
 
 def thin_roc(c: RocCurve, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
