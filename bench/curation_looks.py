@@ -20,7 +20,8 @@ identity's hardest genuine pairs (its lowest-scoring 10 %) whose two images both
 on the clean sets (no intruders) the share of genuine images flagged.
 Writes bench/results/curation_looks.json.
 
-    python bench/curation_looks.py
+    python bench/curation_looks.py            # the benchmark
+    python bench/curation_looks.py --table    # its results as Markdown
 """
 from __future__ import annotations
 
@@ -198,5 +199,26 @@ def main() -> None:
     print({"written": str(RESULTS / "curation_looks.json"), "tuned": tuned})
 
 
+def table() -> None:
+    """The results as Markdown, one table per dataset (for the README and docs)."""
+    import json
+    res = json.loads((RESULTS / "curation_looks.json").read_text())
+    cols = [(kind, rate) for kind in ("random", "lookalike") for rate in RATES]
+    for name in ("celeba", "lfw"):
+        rows = res["results"][name]
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        print(f"| {name}: method | clean set: genuine removed | hardest genuine pairs kept | "
+              + " | ".join(f"{k} {rate:.0%}: recall / genuine removed" for k, rate in cols) + " |")
+        print("|---" * (3 + len(cols)) + "|")
+        for m in methods:
+            at = {(r["intruders"], r["rate"]): r for r in rows if r["method"] == m}
+            clean = at[("clean", 0.0)]
+            print(f"| {m} | {100 * clean['false_removal']:.2f} % | {100 * clean['hardest_pairs_kept']:.1f} % | "
+                  + " | ".join(f"{100 * at[c]['intruder_recall']:.1f} / {100 * at[c]['false_removal']:.2f} %"
+                               for c in cols) + " |")
+        print()
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    table() if sys.argv[1:] == ["--table"] else main()
