@@ -29,14 +29,14 @@ from faceforge.core.data import lfw_dir
 from faceforge.core.files import atomic_write_json
 from faceforge.models.backbones import create_backbone
 from faceforge.models.cards import ModelCard, backbone_input, card_path
-from faceforge.models.embedders import load_embedder
+from faceforge.models.embedders import TrainedEmbedder, load_embedder
 from faceforge.models.export import export_safetensors
 from faceforge.train.bn_finetune import recompute_bn_statistics
+from faceforge.train.trainer import arcface_preprocess
 
 RESULT = Path(__file__).resolve().parent / "results" / "gpu_embed.json"
 MODELS = ("r100", "mbf")
-PRECISIONS = ("fp32", "fp16", "bf16")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {p: getattr(torch, name) for p, name in TrainedEmbedder.PRECISIONS.items()}  # fp32 first
 
 
 def real_crops(photos: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def main() -> None:
     on_gpu = args.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here (--device cpu checks the script in float32)")
-    precisions = PRECISIONS if on_gpu else ("fp32",)
+    precisions = tuple(DTYPES) if on_gpu else ("fp32",)
     base = real_crops(args.photos)
     crops = np.ascontiguousarray(np.resize(base, (args.faces, *base.shape[1:])))
     peaks = {p: matmul_peak(DTYPES[p], args.device) for p in precisions}
@@ -116,7 +116,7 @@ def main() -> None:
             flops = flops_per_face(net)
             # statistics for these random weights from real faces, so that activations keep
             # a trained network's scale (a fresh IResNet-100 overflows to NaN in float32)
-            calib = torch.from_numpy(base[:64]).permute(0, 3, 1, 2).float().sub(127.5).div(127.5)
+            calib = arcface_preprocess(base[:64])
             net = recompute_bn_statistics(net.to(args.device), calib.to(args.device).split(16)).cpu()
             weights = export_safetensors(net, Path(tmp) / f"{name}.safetensors")
             ModelCard(name=f"bench-{name}", input=backbone_input(name, 112), embedding_dim=512, backbone=name,

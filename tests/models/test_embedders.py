@@ -130,7 +130,8 @@ def _calibration_crops() -> torch.Tensor:
         for f in sorted(person.iterdir())[:2]:
             img = load_image(f)
             crops.append(emb.align(img, max(det.detect(img), key=lambda x: x.area)))
-    return (torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() - 127.5) / 127.5
+    from faceforge.train.trainer import arcface_preprocess
+    return arcface_preprocess(np.stack(crops))
 
 
 def _exported(tmp_path, backbone: str = "mbf"):

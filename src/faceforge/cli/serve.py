@@ -48,9 +48,9 @@ def serve(gallery: str = GalleryOpt, collection: str = CollectionOpt, milvus_tok
         spec = model or g.model or "sface"  # as given (an onnx:PATH keeps its whole path)
         pipe = _pipeline(detector, spec, device, batch_size)
         thr = resolve_threshold(pipe, threshold, eval_json, fpr)
-        # naming people compares a face with every gallery face: its threshold is not the 1:1 one
-        thr_identify = resolve_threshold(pipe, threshold, eval_json, fpr, gallery_size=len(g)) \
-            if eval_json is not None and threshold is None else None
+        # naming people compares a face with every gallery face: from an evaluation its threshold
+        # is not the 1:1 one (given or the model's, the two are the same)
+        thr_identify = resolve_threshold(pipe, threshold, eval_json, fpr, gallery_size=len(g))
         if not token:
             token = secrets.token_urlsafe(24)
             err.print(f"token (send as 'Authorization: Bearer …'): {token}")
